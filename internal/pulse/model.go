@@ -1,0 +1,113 @@
+package pulse
+
+import "time"
+
+// Well-known aliases. Any other valid name may be used as an alias too.
+const (
+	AliasChampion   = "champion"
+	AliasChallenger = "challenger"
+)
+
+// Model is a named series of versions with movable aliases.
+type Model struct {
+	Name          string         `json:"name"`
+	CreatedAt     time.Time      `json:"created_at"`
+	LatestVersion int            `json:"latest_version"`
+	Aliases       map[string]int `json:"aliases"` // alias -> version
+}
+
+// ModelVersion is one immutable trained model: its artifact in the blob store and how it came
+// to be.
+type ModelVersion struct {
+	Model     string `json:"model"`
+	Version   int    `json:"version"`
+	Algorithm string `json:"algorithm"`
+	// Features are the inputs the model expects, in the order the artifact uses them.
+	Features []Column `json:"features"`
+	Target   string   `json:"target"`
+	// Threshold is the probability at or above which the predicted label is 1.
+	Threshold      float64   `json:"threshold"`
+	ArtifactKey    string    `json:"artifact_key"`
+	ArtifactSHA256 string    `json:"artifact_sha256"`
+	ArtifactBytes  int64     `json:"artifact_bytes"`
+	Metrics        Metrics   `json:"metrics"`
+	Lineage        Lineage   `json:"lineage"`
+	CreatedAt      time.Time `json:"created_at"`
+	// Aliases that point at this version now; filled in by the store on reads.
+	Aliases []string `json:"aliases"`
+}
+
+// Metrics are the offline evaluation of a version.
+type Metrics struct {
+	Holdout *EvalMetrics `json:"holdout,omitempty"`
+	CV      *CVMetrics   `json:"cv,omitempty"`
+}
+
+// Confusion is a confusion matrix at a decision threshold; the positive class is label 1.
+type Confusion struct {
+	TP int `json:"tp"`
+	FP int `json:"fp"`
+	TN int `json:"tn"`
+	FN int `json:"fn"`
+}
+
+// EvalMetrics are the metrics of one set of scored, labelled rows.
+type EvalMetrics struct {
+	N         int       `json:"n"`
+	Positives int       `json:"positives"`
+	Accuracy  float64   `json:"accuracy"`
+	ROCAUC    float64   `json:"roc_auc"`
+	LogLoss   float64   `json:"log_loss"`
+	Brier     float64   `json:"brier"`
+	Precision float64   `json:"precision"`
+	Recall    float64   `json:"recall"`
+	F1        float64   `json:"f1"`
+	Threshold float64   `json:"threshold"`
+	Confusion Confusion `json:"confusion"`
+}
+
+// CVMetrics summarise a stratified k-fold cross-validation: the mean of each metric over the
+// folds, their standard deviations, and every fold's own metrics.
+type CVMetrics struct {
+	Folds     int           `json:"folds"`
+	Accuracy  float64       `json:"accuracy"`
+	ROCAUC    float64       `json:"roc_auc"`
+	LogLoss   float64       `json:"log_loss"`
+	Brier     float64       `json:"brier"`
+	Precision float64       `json:"precision"`
+	Recall    float64       `json:"recall"`
+	F1        float64       `json:"f1"`
+	SD        CVSpread      `json:"sd"`
+	PerFold   []EvalMetrics `json:"per_fold"`
+}
+
+// CVSpread holds the standard deviations across folds.
+type CVSpread struct {
+	Accuracy  float64 `json:"accuracy"`
+	ROCAUC    float64 `json:"roc_auc"`
+	LogLoss   float64 `json:"log_loss"`
+	Brier     float64 `json:"brier"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+}
+
+// Lineage records everything needed to know, and to redo, how a version was made.
+type Lineage struct {
+	DatasetID     string         `json:"dataset_id"`
+	DatasetName   string         `json:"dataset_name"`
+	DatasetSHA256 string         `json:"dataset_sha256"`
+	Target        string         `json:"target"`
+	Algorithm     string         `json:"algorithm"`
+	Params        map[string]any `json:"params"`
+	Seed          uint64         `json:"seed"`
+	Holdout       float64        `json:"holdout"`
+	CVFolds       int            `json:"cv_folds"`
+	TrainingRows  int            `json:"training_rows"`
+	HoldoutRows   int            `json:"holdout_rows"`
+	PulseVersion  string         `json:"pulse_version"`
+	GitCommit     string         `json:"git_commit"`
+	Trigger       string         `json:"trigger"` // api, cli, example, schedule, stream, ...
+	TrainedAt     time.Time      `json:"trained_at"`
+	DurationMS    float64        `json:"duration_ms"`
+}

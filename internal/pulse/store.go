@@ -1,0 +1,37 @@
+package pulse
+
+import "context"
+
+// DatasetStore keeps dataset metadata. The stored bytes live in the lake.
+type DatasetStore interface {
+	// CreateDataset stores d, assigning d.Version (1 + the latest version of d.Name) and
+	// d.CreatedAt if zero. d.ID must be set by the caller and be unique.
+	CreateDataset(ctx context.Context, d *Dataset) error
+	// FindDataset returns a dataset by id, by "name" (its latest version) or by "name@version".
+	FindDataset(ctx context.Context, ref string) (*Dataset, error)
+	// FindDatasetBySHA returns the version of name whose content has the hash, or ENOTFOUND.
+	FindDatasetBySHA(ctx context.Context, name, sha256 string) (*Dataset, error)
+	// ListDatasets returns every dataset version, by name then version.
+	ListDatasets(ctx context.Context) ([]*Dataset, error)
+}
+
+// ModelStore keeps models, their versions and aliases.
+type ModelStore interface {
+	// CreateVersion stores v, creating the model if needed and assigning v.Version atomically
+	// (1 + the model's latest version) and v.CreatedAt if zero.
+	CreateVersion(ctx context.Context, v *ModelVersion) error
+	// GetVersion returns one version with its current aliases, or ENOTFOUND.
+	GetVersion(ctx context.Context, model string, version int) (*ModelVersion, error)
+	// ListVersions returns every version of a model, oldest first, or ENOTFOUND for an
+	// unknown model.
+	ListVersions(ctx context.Context, model string) ([]*ModelVersion, error)
+	// GetModel returns a model with its aliases, or ENOTFOUND.
+	GetModel(ctx context.Context, name string) (*Model, error)
+	// ListModels returns every model, by name.
+	ListModels(ctx context.Context) ([]*Model, error)
+	// SetAlias points alias at an existing version (ENOTFOUND if it does not exist) and
+	// returns the version it pointed at before (0 if none).
+	SetAlias(ctx context.Context, model, alias string, version int) (previous int, err error)
+	// DeleteAlias removes an alias; ENOTFOUND if it was not set.
+	DeleteAlias(ctx context.Context, model, alias string) error
+}
