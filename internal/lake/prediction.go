@@ -1,0 +1,219 @@
+package lake
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/cloudmedical/pulse/internal/pulse"
+)
+
+// Prediction is one scored record: a row of the predictions table.
+type Prediction struct {
+	PredictionID  string    // UUID
+	ScoredAt      time.Time // stored in UTC with microsecond precision
+	Model         string    // partition column, not stored inside the file
+	Version       int
+	Alias         string // alias through which it was served ("" if by version)
+	Label         int
+	Probability   float64
+	Threshold     float64
+	LatencyMicros int64
+	RequestID     string
+	Features      []byte // the input JSON object as received (JSON text)
+	Response      []byte // the full JSON response sent to the client (JSON text)
+}
+
+// validate checks the fields that the lake relies on; i is the record's index in its call.
+func (p *Prediction) validate(i int) error {
+	switch {
+	case p.PredictionID == "":
+		return pulse.FieldErrorf(pulse.EINVALID, "PredictionID", "lake: prediction %d: PredictionID is empty, want a UUID", i)
+	case p.Model == "":
+		return pulse.FieldErrorf(pulse.EINVALID, "Model", "lake: prediction %d: Model is empty, want a model name", i)
+	case p.ScoredAt.IsZero():
+		return pulse.FieldErrorf(pulse.EINVALID, "ScoredAt", "lake: prediction %d: ScoredAt is zero, want the scoring time", i)
+	case p.Label < math.MinInt32 || p.Label > math.MaxInt32:
+		return pulse.FieldErrorf(pulse.EINVALID, "Label", "lake: prediction %d: Label is %d, want a 32-bit integer", i, p.Label)
+	}
+	return nil
+}
+
+// WAL record encoding.
+//
+// All tables of a Lake share its one WAL. Every WAL payload is one record, tagged with its
+// table so that compaction routes it:
+//
+//	byte 0   table tag (tagPrediction = 1; future tables take the next numbers)
+//	byte 1   encoding version of that table's records (1)
+//	...      the fields, in a fixed order per table and version
+//
+// Field encodings: integers are varints (encoding/binary, zig-zag for signed), float64 are 8
+// bytes little-endian IEEE 754, strings and byte slices are a uvarint length and the bytes.
+// A prediction (version 1) is, in order: PredictionID, ScoredAt as Unix microseconds, Model,
+// Version, Alias, Label, Probability, Threshold, LatencyMicros, RequestID, Features, Response.
+// A decoder rejects an unknown tag or version rather than skip the record.
+const (
+	tagPrediction     = 1
+	predictionVersion = 1
+)
+
+// appendPrediction appends the WAL encoding of p to b.
+func appendPrediction(b []byte, p *Prediction) []byte {
+	b = append(b, tagPrediction, predictionVersion)
+	b = appendString(b, p.PredictionID)
+	b = binary.AppendVarint(b, p.ScoredAt.UnixMicro())
+	b = appendString(b, p.Model)
+	b = binary.AppendVarint(b, int64(p.Version))
+	b = appendString(b, p.Alias)
+	b = binary.AppendVarint(b, int64(p.Label))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Probability))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Threshold))
+	b = binary.AppendVarint(b, p.LatencyMicros)
+	b = appendString(b, p.RequestID)
+	b = appendBytes(b, p.Features)
+	b = appendBytes(b, p.Response)
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// predictionRow is a row of a predictions Parquet file. Model and the date are hive
+// partition directories, not columns.
+type predictionRow struct {
+	PredictionID string    `parquet:"prediction_id"`
+	ScoredAt     time.Time `parquet:"scored_at,timestamp(microsecond:utc)"`
+	ModelVersion int64     `parquet:"model_version"`
+	Alias        string    `parquet:"alias,dict"`
+	Label        int32     `parquet:"label"`
+	Probability  float64   `parquet:"probability"`
+	Threshold    float64   `parquet:"threshold"`
+	LatencyUS    int64     `parquet:"latency_us"`
+	RequestID    string    `parquet:"request_id"`
+	Features     string    `parquet:"features"`
+	Response     string    `parquet:"response"`
+}
+
+// partition is a hive partition of the predictions table.
+type partition struct {
+	model string
+	date  string // YYYY-MM-DD of scored_at in UTC
+}
+
+// key returns the object key of the part of this partition that comes from WAL segment seq.
+func (p partition) key(seq uint64) string {
+	return fmt.Sprintf("%smodel=%s/date=%s/part-%020d.parquet", predictionsPrefix, escapePartitionValue(p.model), p.date, seq)
+}
+
+// predictionsPrefix is the key prefix of the predictions table.
+const predictionsPrefix = "predictions/"
+
+// escapePartitionValue percent-encodes every byte of v outside [A-Za-z0-9._-], so that any
+// model name makes one safe path segment; pyarrow and DuckDB decode it back.
+func escapePartitionValue(v string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// decoder reads the fields of one WAL record.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("record ends early")
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) float() float64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.err = errShort
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) string() string {
+	if d.err != nil {
+		return ""
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)-k) {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[k : k+int(n)])
+	d.b = d.b[k+int(n):]
+	return s
+}
+
+// decodePrediction decodes a prediction record (tag byte included) into its partition and row.
+func decodePrediction(p []byte) (partition, predictionRow, error) {
+	if len(p) < 2 || p[0] != tagPrediction {
+		return partition{}, predictionRow{}, fmt.Errorf("not a prediction record")
+	}
+	if p[1] != predictionVersion {
+		return partition{}, predictionRow{}, fmt.Errorf("prediction encoding version %d, want %d", p[1], predictionVersion)
+	}
+	d := decoder{b: p[2:]}
+	var r predictionRow
+	var part partition
+	r.PredictionID = d.string()
+	r.ScoredAt = time.UnixMicro(d.varint()).UTC()
+	part.model = d.string()
+	r.ModelVersion = d.varint()
+	r.Alias = d.string()
+	r.Label = int32(d.varint())
+	r.Probability = d.float()
+	r.Threshold = d.float()
+	r.LatencyUS = d.varint()
+	r.RequestID = d.string()
+	r.Features = d.string()
+	r.Response = d.string()
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d bytes after the last field", len(d.b))
+	}
+	if d.err != nil {
+		return partition{}, predictionRow{}, fmt.Errorf("bad prediction record: %w", d.err)
+	}
+	part.date = r.ScoredAt.Format(time.DateOnly)
+	return part, r, nil
+}
