@@ -1,0 +1,90 @@
+// Command pulse is Pulse's single binary: `pulse serve` runs the platform, the other
+// subcommands talk to a running server over HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `Pulse: train, version, serve and evaluate machine-learning models.
+
+Usage:
+  pulse serve [flags]                      run the platform (embedded defaults: nothing to install)
+  pulse datasets add FILE [flags]          register a CSV file as a dataset
+  pulse datasets list | show REF           list datasets, show one (id, name or name@version)
+  pulse train --model M --dataset D --target T [flags]
+                                           train a new model version
+  pulse models list | show MODEL [--version N]
+  pulse alias MODEL ALIAS VERSION          point an alias (champion, challenger, ...) at a version
+  pulse alias --delete MODEL ALIAS         remove an alias
+  pulse predict MODEL [--version N | --alias A] [FILE|-]
+                                           score JSON features read from FILE or stdin
+  pulse version                            print the version
+
+Client commands talk to --server (env PULSE_SERVER, default http://127.0.0.1:8080).
+Run 'pulse COMMAND -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pulse:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches to a subcommand.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		m := NewServeMain(stdout, stderr)
+		if err := m.ParseFlags(rest); err != nil {
+			return err
+		}
+		return m.Run(ctx)
+	case "datasets":
+		return runDatasets(ctx, rest, stdout, stderr)
+	case "train":
+		return runTrain(ctx, rest, stdout, stderr)
+	case "models":
+		return runModels(ctx, rest, stdout, stderr)
+	case "alias":
+		return runAlias(ctx, rest, stdout, stderr)
+	case "predict":
+		return runPredict(ctx, rest, stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "pulse %s (commit %s)\n", Version, gitCommit())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// envOr returns the environment variable's value, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

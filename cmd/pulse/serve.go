@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cloudmedical/pulse/internal/blobstore"
+	"github.com/cloudmedical/pulse/internal/example"
+	pulsehttp "github.com/cloudmedical/pulse/internal/http"
+	"github.com/cloudmedical/pulse/internal/lake"
+	"github.com/cloudmedical/pulse/internal/registry"
+	"github.com/cloudmedical/pulse/internal/serving"
+	"github.com/cloudmedical/pulse/internal/sqlite"
+)
+
+// ServeConfig is the configuration of `pulse serve`, from flags and PULSE_* variables.
+type ServeConfig struct {
+	Addr        string
+	DataDir     string
+	BlobURL     string
+	LakeURL     string
+	Example     string
+	ExampleData string
+	ExampleURL  string
+	LogLevel    string
+	LogFormat   string
+	// ShutdownTimeout bounds the draining of requests in flight.
+	ShutdownTimeout time.Duration
+	// WALSegmentAge is how long scored records wait in the write-ahead log before they are
+	// compacted to Parquet.
+	WALSegmentAge time.Duration
+}
+
+// ServeMain runs `pulse serve`: it wires the adapters together (and is the only place that
+// does), runs until the context ends, then shuts down in order.
+type ServeMain struct {
+	Config ServeConfig
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+
+	db     *sqlite.DB
+	blobs  *blobstore.Store
+	lakeSt *blobstore.Store
+	lake   *lake.Lake
+	server *pulsehttp.Server
+}
+
+// NewServeMain returns a ServeMain with the defaults.
+func NewServeMain(stdout, stderr io.Writer) *ServeMain {
+	return &ServeMain{stdout: stdout, stderr: stderr}
+}
+
+// ParseFlags reads flags; every flag has a PULSE_* environment variable as its default.
+func (m *ServeMain) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	c := &m.Config
+	fs.StringVar(&c.Addr, "addr", envOr("PULSE_ADDR", "127.0.0.1:8080"), "listen address (env PULSE_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", envOr("PULSE_DATA_DIR", "./pulse-data"), "where metadata, the write-ahead log and (by default) blobs and the lake live (env PULSE_DATA_DIR)")
+	fs.StringVar(&c.BlobURL, "blob-url", envOr("PULSE_BLOB_URL", ""), "bucket URL for model artifacts: file:///dir, azblob://container, s3://bucket (env PULSE_BLOB_URL; default <data-dir>/blobs)")
+	fs.StringVar(&c.LakeURL, "lake-url", envOr("PULSE_LAKE_URL", ""), "bucket URL of the data lake (env PULSE_LAKE_URL; default <data-dir>/lake)")
+	fs.StringVar(&c.Example, "example", envOr("PULSE_EXAMPLE", ""), "set up an example on start: heart-disease (env PULSE_EXAMPLE)")
+	fs.StringVar(&c.ExampleData, "example-data", envOr("PULSE_EXAMPLE_DATA", ""), "local copy of the example's data file (env PULSE_EXAMPLE_DATA)")
+	fs.StringVar(&c.ExampleURL, "example-url", envOr("PULSE_EXAMPLE_URL", example.DefaultURL), "where to download the example's data when there is no local copy (env PULSE_EXAMPLE_URL)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain requests in flight on shutdown")
+	fs.DurationVar(&c.WALSegmentAge, "lake-flush-interval", 5*time.Second, "how often scored records are compacted from the write-ahead log to Parquet")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if c.Example != "" && c.Example != example.HeartDisease {
+		return fmt.Errorf("serve: --example %q: want %q", c.Example, example.HeartDisease)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "text":
+		m.log = slog.New(slog.NewTextHandler(m.stderr, opts))
+	case "json":
+		m.log = slog.New(slog.NewJSONHandler(m.stderr, opts))
+	default:
+		return fmt.Errorf("serve: --log-format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// Run starts everything, blocks until ctx is done, then shuts down.
+func (m *ServeMain) Run(ctx context.Context) (err error) {
+	if m.log == nil {
+		if err := m.ParseFlags(nil); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if cerr := m.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	m.log.Info("shutting down: draining requests, then flushing the lake")
+	return nil
+}
+
+func (m *ServeMain) open(ctx context.Context) error {
+	c := m.Config
+	dataDir, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("serve: data dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("serve: data dir: %w", err)
+	}
+	if c.BlobURL == "" {
+		c.BlobURL = blobstore.FileURL(filepath.Join(dataDir, "blobs"))
+	}
+	if c.LakeURL == "" {
+		c.LakeURL = blobstore.FileURL(filepath.Join(dataDir, "lake"))
+	}
+	dbPath := filepath.Join(dataDir, "pulse.db")
+	walDir := filepath.Join(dataDir, "wal")
+
+	if m.db, err = sqlite.Open(ctx, dbPath, m.log); err != nil {
+		return err
+	}
+	if m.blobs, err = blobstore.Open(ctx, c.BlobURL); err != nil {
+		return fmt.Errorf("serve: blob store: %w", err)
+	}
+	if m.lakeSt, err = blobstore.Open(ctx, c.LakeURL); err != nil {
+		return fmt.Errorf("serve: lake: %w", err)
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if m.lake, err = lake.Open(ctx, lake.Config{
+		WALDir:        walDir,
+		Store:         m.lakeSt,
+		MaxSegmentAge: c.WALSegmentAge,
+		Logger:        m.log.With("component", "lake"),
+		Registerer:    metrics,
+	}); err != nil {
+		return err
+	}
+	reg, err := registry.New(ctx, registry.Config{
+		Store:        m.db,
+		Blobs:        m.blobs,
+		Lake:         m.lakeSt,
+		Logger:       m.log.With("component", "registry"),
+		PulseVersion: Version,
+		GitCommit:    gitCommit(),
+	})
+	if err != nil {
+		return err
+	}
+	scorer, err := serving.New(serving.Config{
+		Models:     reg,
+		Sink:       m.lake,
+		Logger:     m.log.With("component", "serving"),
+		Registerer: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	m.log.Info("pulse starting", "version", Version, "commit", gitCommit(), "data_dir", dataDir, "metadata", dbPath,
+		"blobs", c.BlobURL, "lake", c.LakeURL, "wal", walDir)
+
+	var champion string
+	if c.Example == example.HeartDisease {
+		v, err := example.Ensure(ctx, reg, example.Options{
+			DataPath: c.ExampleData,
+			DataDir:  dataDir,
+			URL:      c.ExampleURL,
+			Logger:   m.log.With("component", "example"),
+		})
+		if err != nil {
+			return err
+		}
+		champion = fmt.Sprintf("%s version %d", v.Model, v.Version)
+		if h := v.Metrics.Holdout; h != nil {
+			m.log.Info("example model ready", "model", v.Model, "version", v.Version, "holdout_accuracy", round(h.Accuracy), "holdout_roc_auc", round(h.ROCAUC))
+		}
+	}
+
+	m.server, err = pulsehttp.New(pulsehttp.Config{
+		Addr:     c.Addr,
+		Registry: reg,
+		Scorer:   scorer,
+		Ready: func(ctx context.Context) error {
+			return m.db.Ping(ctx)
+		},
+		Logger:  m.log.With("component", "http"),
+		Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.server.Open(); err != nil {
+		return err
+	}
+	base := "http://" + m.server.Addr()
+	if champion != "" {
+		fmt.Fprintf(m.stdout, "\nPulse is serving %s. Try a prediction:\n\n  %s\n\n", champion, exampleCurl(base))
+	}
+	m.log.Info("listening", "addr", m.server.Addr(), "openapi", base+"/openapi.json", "metrics", base+"/metrics")
+	return nil
+}
+
+func round(f float64) float64 {
+	return float64(int(f*1000+0.5)) / 1000
+}
+
+// exampleCurl is a ready-to-paste prediction for the heart-disease example (the first
+// Cleveland patient).
+func exampleCurl(base string) string {
+	body := `{"age":63,"sex":1,"cp":1,"trestbps":145,"chol":233,"fbs":1,"restecg":2,"thalach":150,"exang":0,"oldpeak":2.3,"slope":3,"ca":0,"thal":6}`
+	return strings.Join([]string{
+		"curl -s " + base + "/v1/models/heart-disease/predict",
+		"-H 'Content-Type: application/json'",
+		"-d '" + body + "'",
+	}, " ")
+}
+
+// Close shuts down in dependency order: stop taking requests (draining those in flight), then
+// flush the lake, then close the stores.
+func (m *ServeMain) Close() error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout+30*time.Second)
+	defer cancel()
+	if m.server != nil {
+		dctx, dcancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
+		if err := m.server.Close(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+		dcancel()
+	}
+	if m.lake != nil {
+		if err := m.lake.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("lake: %w", err))
+		}
+	}
+	for _, st := range []*blobstore.Store{m.blobs, m.lakeSt} {
+		if st != nil {
+			if err := st.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if m.db != nil {
+		if err := m.db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.log != nil && len(errs) == 0 {
+		m.log.Info("stopped cleanly")
+	}
+	return errors.Join(errs...)
+}
