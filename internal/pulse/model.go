@@ -26,13 +26,16 @@ type ModelVersion struct {
 	Features []Column `json:"features"`
 	Target   string   `json:"target"`
 	// Threshold is the probability at or above which the predicted label is 1.
-	Threshold      float64   `json:"threshold"`
-	ArtifactKey    string    `json:"artifact_key"`
-	ArtifactSHA256 string    `json:"artifact_sha256"`
-	ArtifactBytes  int64     `json:"artifact_bytes"`
-	Metrics        Metrics   `json:"metrics"`
-	Lineage        Lineage   `json:"lineage"`
-	CreatedAt      time.Time `json:"created_at"`
+	Threshold      float64 `json:"threshold"`
+	ArtifactKey    string  `json:"artifact_key"`
+	ArtifactSHA256 string  `json:"artifact_sha256"`
+	ArtifactBytes  int64   `json:"artifact_bytes"`
+	Metrics        Metrics `json:"metrics"`
+	Lineage        Lineage `json:"lineage"`
+	// Description is the algorithm's human-readable summary: coefficients (also in the
+	// original feature units), feature importance, convergence.
+	Description map[string]any `json:"description,omitempty"`
+	CreatedAt   time.Time      `json:"created_at"`
 	// Aliases that point at this version now; filled in by the store on reads.
 	Aliases []string `json:"aliases"`
 }
@@ -53,36 +56,8 @@ type Confusion struct {
 
 // EvalMetrics are the metrics of one set of scored, labelled rows.
 type EvalMetrics struct {
-	N         int       `json:"n"`
-	Positives int       `json:"positives"`
-	Accuracy  float64   `json:"accuracy"`
-	ROCAUC    float64   `json:"roc_auc"`
-	LogLoss   float64   `json:"log_loss"`
-	Brier     float64   `json:"brier"`
-	Precision float64   `json:"precision"`
-	Recall    float64   `json:"recall"`
-	F1        float64   `json:"f1"`
-	Threshold float64   `json:"threshold"`
-	Confusion Confusion `json:"confusion"`
-}
-
-// CVMetrics summarise a stratified k-fold cross-validation: the mean of each metric over the
-// folds, their standard deviations, and every fold's own metrics.
-type CVMetrics struct {
-	Folds     int           `json:"folds"`
-	Accuracy  float64       `json:"accuracy"`
-	ROCAUC    float64       `json:"roc_auc"`
-	LogLoss   float64       `json:"log_loss"`
-	Brier     float64       `json:"brier"`
-	Precision float64       `json:"precision"`
-	Recall    float64       `json:"recall"`
-	F1        float64       `json:"f1"`
-	SD        CVSpread      `json:"sd"`
-	PerFold   []EvalMetrics `json:"per_fold"`
-}
-
-// CVSpread holds the standard deviations across folds.
-type CVSpread struct {
+	N         int     `json:"n"`
+	Positives int     `json:"positives"`
 	Accuracy  float64 `json:"accuracy"`
 	ROCAUC    float64 `json:"roc_auc"`
 	LogLoss   float64 `json:"log_loss"`
@@ -90,6 +65,55 @@ type CVSpread struct {
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
 	F1        float64 `json:"f1"`
+	// Sensitivity is the true-positive rate (equal to Recall), Specificity the true-negative
+	// rate, both at Threshold.
+	Sensitivity float64   `json:"sensitivity"`
+	Specificity float64   `json:"specificity"`
+	Threshold   float64   `json:"threshold"`
+	Confusion   Confusion `json:"confusion"`
+	// Calibration is the reliability curve: predicted probability in 10 equal-width bins
+	// against the observed fraction of positives. Empty bins are left out.
+	Calibration []CalibrationBin `json:"calibration,omitempty"`
+}
+
+// CalibrationBin is one bin of a reliability curve.
+type CalibrationBin struct {
+	Lower            float64 `json:"lower"`
+	Upper            float64 `json:"upper"`
+	Count            int     `json:"count"`
+	MeanPredicted    float64 `json:"mean_predicted"`
+	FractionPositive float64 `json:"fraction_positive"`
+}
+
+// CVMetrics summarise a stratified k-fold cross-validation: the mean of each metric over the
+// folds, their standard deviations, and every fold's own metrics.
+type CVMetrics struct {
+	Folds     int     `json:"folds"`
+	Accuracy  float64 `json:"accuracy"`
+	ROCAUC    float64 `json:"roc_auc"`
+	LogLoss   float64 `json:"log_loss"`
+	Brier     float64 `json:"brier"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	// Sensitivity and Specificity are means over the folds, at the decision threshold.
+	Sensitivity float64       `json:"sensitivity"`
+	Specificity float64       `json:"specificity"`
+	SD          CVSpread      `json:"sd"`
+	PerFold     []EvalMetrics `json:"per_fold"`
+}
+
+// CVSpread holds the standard deviations across folds.
+type CVSpread struct {
+	Accuracy    float64 `json:"accuracy"`
+	ROCAUC      float64 `json:"roc_auc"`
+	LogLoss     float64 `json:"log_loss"`
+	Brier       float64 `json:"brier"`
+	Precision   float64 `json:"precision"`
+	Recall      float64 `json:"recall"`
+	F1          float64 `json:"f1"`
+	Sensitivity float64 `json:"sensitivity"`
+	Specificity float64 `json:"specificity"`
 }
 
 // Lineage records everything needed to know, and to redo, how a version was made.
@@ -110,4 +134,22 @@ type Lineage struct {
 	Trigger       string         `json:"trigger"` // api, cli, example, schedule, stream, ...
 	TrainedAt     time.Time      `json:"trained_at"`
 	DurationMS    float64        `json:"duration_ms"`
+	// Search records the hyperparameter search that chose Params, when one ran.
+	Search *Search `json:"search,omitempty"`
+}
+
+// Search is a hyperparameter search by stratified cross-validation inside the training split.
+type Search struct {
+	Method     string            `json:"method"` // grid or random
+	Metric     string            `json:"metric"` // what was maximised, e.g. roc_auc
+	Folds      int               `json:"folds"`
+	Best       map[string]any    `json:"best"`
+	Candidates []SearchCandidate `json:"candidates"`
+}
+
+// SearchCandidate is one parameter setting tried by a search, with its cross-validated score.
+type SearchCandidate struct {
+	Params map[string]any `json:"params"`
+	Mean   float64        `json:"mean"`
+	SD     float64        `json:"sd"`
 }

@@ -11,7 +11,7 @@ import (
 )
 
 const versionColumns = `model, version, algorithm, features, target, threshold,
-	artifact_key, artifact_sha256, artifact_bytes, metrics, lineage, created_at`
+	artifact_key, artifact_sha256, artifact_bytes, metrics, lineage, created_at, description`
 
 // CreateVersion stores v, creating the model if needed and assigning v.Version (1 + the
 // model's latest version) in one transaction, and v.CreatedAt if zero. Afterwards
@@ -39,6 +39,10 @@ func (db *DB) CreateVersion(ctx context.Context, v *pulse.ModelVersion) error {
 	if err != nil {
 		return wrap("create version", err)
 	}
+	description, err := marshalJSON("description", v.Description)
+	if err != nil {
+		return wrap("create version", err)
+	}
 	createdAt := normalTime(v.CreatedAt)
 
 	var version int
@@ -52,9 +56,9 @@ func (db *DB) CreateVersion(ctx context.Context, v *pulse.ModelVersion) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO model_versions (`+versionColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			v.Model, version, v.Algorithm, features, v.Target, v.Threshold,
-			v.ArtifactKey, v.ArtifactSHA256, v.ArtifactBytes, metrics, lineage, toMicros(createdAt))
+			v.ArtifactKey, v.ArtifactSHA256, v.ArtifactBytes, metrics, lineage, toMicros(createdAt), description)
 		if isUniqueViolation(err) {
 			return pulse.Errorf(pulse.ECONFLICT, "version %d of model %q already exists", version, v.Model)
 		}
@@ -322,12 +326,12 @@ func modelExists(ctx context.Context, tx *sql.Tx, model string) error {
 // scanVersion reads one row of versionColumns; Aliases is empty, not nil.
 func scanVersion(s scanner) (*pulse.ModelVersion, error) {
 	var (
-		mv                         pulse.ModelVersion
-		features, metrics, lineage []byte
-		createdAt                  int64
+		mv                                      pulse.ModelVersion
+		features, metrics, lineage, description []byte
+		createdAt                               int64
 	)
 	if err := s.Scan(&mv.Model, &mv.Version, &mv.Algorithm, &features, &mv.Target, &mv.Threshold,
-		&mv.ArtifactKey, &mv.ArtifactSHA256, &mv.ArtifactBytes, &metrics, &lineage, &createdAt); err != nil {
+		&mv.ArtifactKey, &mv.ArtifactSHA256, &mv.ArtifactBytes, &metrics, &lineage, &createdAt, &description); err != nil {
 		return nil, err
 	}
 	if err := unmarshalJSON("features", features, &mv.Features); err != nil {
@@ -337,6 +341,9 @@ func scanVersion(s scanner) (*pulse.ModelVersion, error) {
 		return nil, err
 	}
 	if err := unmarshalJSON("lineage", lineage, &mv.Lineage); err != nil {
+		return nil, err
+	}
+	if err := unmarshalJSON("description", description, &mv.Description); err != nil {
 		return nil, err
 	}
 	mv.CreatedAt = fromMicros(createdAt)

@@ -842,6 +842,14 @@ func newVersion(model string) *pulse.ModelVersion {
 			Trigger:      "api",
 			TrainedAt:    time.Date(2024, 2, 29, 11, 59, 58, 987654321, time.UTC),
 			DurationMS:   12.345678,
+			Search: &pulse.Search{
+				Method: "grid", Metric: "roc_auc", Folds: 5, Best: map[string]any{"C": 0.1},
+				Candidates: []pulse.SearchCandidate{{Params: map[string]any{"C": 0.1}, Mean: 0.91, SD: 0.02}, {Params: map[string]any{"C": 1.0}, Mean: 0.9, SD: 0.03}},
+			},
+		},
+		Description: map[string]any{
+			"converged":    true,
+			"coefficients": []any{map[string]any{"feature": "age", "coef": 0.25, "coef_original_units": 0.0123}},
 		},
 	}
 }
