@@ -54,8 +54,14 @@ func (a *apiDoc) check(t *testing.T, method, route string, r response) {
 	}
 	status := strconv.Itoa(r.status)
 	resp, ok := op["responses"].(map[string]any)[status].(map[string]any)
+	if !ok && r.status >= 500 {
+		resp, ok = op["responses"].(map[string]any)["default"].(map[string]any)
+	}
 	if !ok {
 		t.Fatalf("openapi: %s %s: status %d is not documented (body %s)", method, route, r.status, r.body)
+	}
+	if _, listed := op["responses"].(map[string]any)[status]; !listed {
+		status = "default"
 	}
 	ptr := "/paths/" + escapePointer(route) + "/" + strings.ToLower(method) + "/responses/" + status
 	if ref, ok := resp["$ref"].(string); ok {

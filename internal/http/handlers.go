@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -28,7 +29,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
-			writeError(w, r, s.log, pulse.Errorf(pulse.EUNAVAILABLE, "not ready: %v", err))
+			s.log.WarnContext(r.Context(), "not ready", "err", err)
+			writeError(w, r, s.log, pulse.Errorf(pulse.EUNAVAILABLE, "not ready: the metadata store does not answer"))
 			return
 		}
 	}
@@ -67,11 +69,45 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, te.Field, "field %q: got a JSON %s, want %s", te.Field, te.Value, te.Type)
+			if te.Field == "" {
+				return pulse.Errorf(pulse.EUNPROCESSABLE, "request body: got a JSON %s, want an object", te.Value)
+			}
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, te.Field, "field %q: got a JSON %s, want %s", te.Field, te.Value, jsonType(te.Type))
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field, _ := strconv.Unquote(name)
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %s is not known here", name)
 		}
 		return pulse.Errorf(pulse.EINVALID, "request body: %v", err)
 	}
+	if dec.More() {
+		return pulse.Errorf(pulse.EINVALID, "request body: want one JSON object, got more after it")
+	}
 	return nil
+}
+
+// jsonType names the JSON value that decodes into t, for messages to clients (who know JSON,
+// not Go types).
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }
 
 // createDataset registers a CSV upload. The body is the CSV itself (text/csv) or a multipart

@@ -78,9 +78,11 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 }
 
 // chain wraps the router in the middleware every route goes through, outermost first:
-// request id, recovery, logging and metrics, body limit. Authentication attaches here later.
+// request id, logging and metrics, recovery, body limit. Recovery is inside observation so
+// that a recovered panic is logged and counted as the 500 it answers. Authentication attaches
+// here later.
 func (s *Server) chain(next http.Handler) http.Handler {
-	return s.withRequestID(s.withRecovery(s.withObservation(s.withBodyLimit(next))))
+	return s.withRequestID(s.withObservation(s.withRecovery(s.withBodyLimit(next))))
 }
 
 func (s *Server) withRequestID(next http.Handler) http.Handler {

@@ -57,6 +57,9 @@ type Service struct {
 	// aliases maps model name -> map[alias]version, replaced whole on every change so that
 	// readers never lock.
 	aliases atomic.Pointer[map[string]map[string]int]
+	// regMu serialises the check-and-create of RegisterDataset, so that concurrent uploads of
+	// the same bytes under the same name record one dataset.
+	regMu sync.Mutex
 }
 
 // Loaded is a version with its artifact decoded and verified, ready to score.
@@ -162,6 +165,15 @@ func (s *Service) RegisterDataset(ctx context.Context, req RegisterDatasetReques
 	}
 	key := fmt.Sprintf("datasets/name=%s/sha256=%s/data.csv", req.Name, hash)
 	if err := s.writeBlob(ctx, s.cfg.Lake, key, data, "text/csv"); err != nil {
+		return nil, false, err
+	}
+	// Check again under the lock: a concurrent upload of the same bytes may have been recorded
+	// meanwhile (the object written above has the same key and content).
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if existing, err := s.cfg.Store.FindDatasetBySHA(ctx, req.Name, hash); err == nil {
+		return existing, false, nil
+	} else if pulse.ErrorCode(err) != pulse.ENOTFOUND {
 		return nil, false, err
 	}
 	d = &pulse.Dataset{
@@ -314,6 +326,7 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 		ArtifactSHA256: hash,
 		ArtifactBytes:  int64(len(artifact)),
 		Metrics:        res.Metrics,
+		Description:    res.Model.Describe(),
 		Lineage: pulse.Lineage{
 			DatasetID:     d.ID,
 			DatasetName:   d.Name,
@@ -440,7 +453,8 @@ func (s *Service) Load(ctx context.Context, model string, version int) (*Loaded,
 	}
 	m, err := ml.Decode(data, v.ArtifactSHA256)
 	if err != nil {
-		return nil, fmt.Errorf("registry: model %s version %d: %w", model, version, err)
+		// A stored artifact that does not verify is a fault of the store, not of the request.
+		return nil, pulse.Errorf(pulse.EINTERNAL, "model %s version %d: artifact %s: %v", model, version, v.ArtifactKey, err)
 	}
 	l := &Loaded{Version: v, Model: m}
 	actual, _ := s.loaded.LoadOrStore(k, l)

@@ -19,7 +19,8 @@ import (
 //   - categorical inputs take a string or a number, compared in canonical form ("1", 1 and 1.0
 //     are the same category); a category not seen in training is encoded as "unknown" (all
 //     one-hot columns zero) and reported in "warnings", or refused in strict mode;
-//   - binary inputs take one of their two categories, or true/false when those are 1/0;
+//   - binary inputs take one of their two categories, or true/false when those are 1/0 (a
+//     boolean also matches a category that is the word "true" or "false");
 //   - fields the model does not use are echoed back and ignored, or refused in strict mode;
 //   - the response's own fields (prediction, model, prediction_id, scored_at, warnings) are
 //     refused as inputs.
@@ -68,10 +69,15 @@ func parseInputs(inputs []pulse.Column, fields map[string]json.RawMessage, value
 		}
 	}
 	if strict && len(fields) > used {
-		for name, raw := range fields {
-			if !slices.ContainsFunc(inputs, func(c pulse.Column) bool { return c.Name == name }) && !isNull(raw) {
-				return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is not an input of this model (strict mode)", prefix+name)
+		var unknown []string
+		for name := range fields {
+			if !slices.ContainsFunc(inputs, func(c pulse.Column) bool { return c.Name == name }) {
+				unknown = append(unknown, name)
 			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+unknown[0], "field %q is not an input of this model (strict mode)", prefix+unknown[0])
 		}
 	}
 	return warnings, nil
@@ -96,6 +102,10 @@ func category(raw json.RawMessage, col pulse.Column) (string, error) {
 				return "1", nil
 			}
 			return "0", nil
+		}
+		// Categories read from a column of the words true and false match the booleans.
+		if _, found := slices.BinarySearch(col.Categories, string(raw)); found {
+			return string(raw), nil
 		}
 		return "", fmt.Errorf("want one of %q", col.Categories)
 	case '{', '[':

@@ -114,7 +114,13 @@ func (s *Scorer) Predict(ctx context.Context, req Request) ([]byte, error) {
 	start := time.Now()
 	loaded, alias, err := s.resolve(ctx, req)
 	if err != nil {
-		s.duration.WithLabelValues(req.Model, "", statusOf(err)).Observe(time.Since(start).Seconds())
+		// The name of a model that may not exist is the client's: as a label value it would
+		// make a new series for every name sent.
+		model := req.Model
+		if pulse.ErrorCode(err) == pulse.ENOTFOUND {
+			model = ""
+		}
+		s.duration.WithLabelValues(model, "", statusOf(err)).Observe(time.Since(start).Seconds())
 		return nil, err
 	}
 	out, err := s.predict(ctx, req, loaded, alias, start)
