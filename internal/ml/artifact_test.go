@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -116,7 +117,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"trailing data", append(bytes.Clone(good), []byte(` {}`)...), "", "not valid JSON"},
 		{"other format", edit(t, good, func(a map[string]any) { a["format"] = "onnx" }), "", `format is "onnx"`},
 		{"unknown schema_version", edit(t, good, func(a map[string]any) { a["schema_version"] = 2 }), "", "schema_version 2 is unknown"},
-		{"unknown algorithm", edit(t, good, func(a map[string]any) { a["algorithm"] = "gbdt" }), "", `algorithm "gbdt" is unknown`},
+		{"unknown algorithm", edit(t, good, func(a map[string]any) { a["algorithm"] = "svm" }), "", `algorithm "svm" is unknown`},
+		{"other algorithm", edit(t, good, func(a map[string]any) { a["algorithm"] = "gbdt" }), "", "has no median, mean or scale"},
 		{"unknown field", edit(t, good, func(a map[string]any) { a["weights"] = []int{1} }), "", "unknown field"},
 		{"NaN coefficient", bytes.Replace(good, []byte(`"coef":[`), []byte(`"coef":[NaN,`), 1), "", "not valid JSON"},
 		{"huge coefficient", bytes.Replace(good, []byte(`"coef":[`), []byte(`"coef":[1e999,`), 1), "", "1e999"},
@@ -201,6 +203,15 @@ func TestDescribe(t *testing.T) {
 	if _, err := json.Marshal(d); err != nil {
 		t.Errorf("describe is not JSON: %v", err)
 	}
+	// Not finite numbers become null rather than breaking JSON.
+	bad := *m
+	lr := *m.logReg
+	lr.gradNorm = math.NaN()
+	lr.coef = append([]float64{math.Inf(1)}, lr.coef[1:]...)
+	bad.logReg = &lr
+	if b, err := json.Marshal(bad.Describe()); err != nil || !bytes.Contains(b, []byte(`"gradient_norm":null`)) {
+		t.Errorf("describe with NaN: %v, %.200s", err, b)
+	}
 	coefs := d["coefficients"].([]map[string]any)
 	if len(coefs) != m.Width() {
 		t.Fatalf("got %d coefficients, want %d", len(coefs), m.Width())
@@ -263,6 +274,126 @@ func BenchmarkTrainCleveland(b *testing.B) {
 	for b.Loop() {
 		if _, err := Train(b.Context(), tab, spec); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestArtifactPenalties(t *testing.T) {
+	tab := cleveland(t)
+	for _, params := range []map[string]any{
+		{"penalty": "l1", "C": 0.1},
+		{"penalty": "elasticnet", "l1_ratio": 0.3},
+	} {
+		m := train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: NoCV, Params: params}).Model
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `"penalty":"` + params["penalty"].(string) + `"`
+		if params["penalty"] == "elasticnet" {
+			want += `,"l1_ratio":0.3`
+		}
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("%v: the artifact lacks %s", params, want)
+		}
+		m2, err := Decode(b, sha(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, _ := Encode(m2)
+		if !bytes.Equal(b, b2) || !reflect.DeepEqual(m2.Describe(), m.Describe()) {
+			t.Errorf("%v: the round trip changed the model", params)
+		}
+	}
+}
+
+// TestDecodeArtifactV1 reads an artifact written before penalties existed (testdata; no
+// "penalty" field): it is an L2 model, and it predicts from its stored numbers.
+func TestDecodeArtifactV1(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "artifact_v1_logreg.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("penalty")) {
+		t.Fatal("the old artifact mentions a penalty")
+	}
+	m, err := Decode(b, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.Describe()
+	if d["params"].(map[string]any)["penalty"] != "l2" || m.Algorithm() != "logreg" || m.Width() != 22 {
+		t.Errorf("got %v", d)
+	}
+	// The first Cleveland row, scored by hand from the artifact's own numbers.
+	var a struct {
+		Inputs []struct {
+			Name        string
+			Median      *float64
+			Mean, Scale float64
+			Categories  []string
+		}
+		LogReg struct {
+			Intercept float64
+			Coef      []float64
+		}
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	tab := cleveland(t)
+	z := a.LogReg.Intercept
+	k := 0
+	for _, in := range a.Inputs {
+		j := tab.Schema.Index(in.Name)
+		switch {
+		case in.Median != nil:
+			z += a.LogReg.Coef[k] * (tab.Num[j][0] - in.Mean) / in.Scale
+			k++
+		case len(in.Categories) == 2 && tab.Schema.Columns[j].Kind == pulse.Binary:
+			if tab.Cat[j][0] == in.Categories[1] {
+				z += a.LogReg.Coef[k]
+			}
+			k++
+		default:
+			for _, c := range in.Categories {
+				if tab.Cat[j][0] == c {
+					z += a.LogReg.Coef[k]
+				}
+				k++
+			}
+		}
+	}
+	p, _, err := m.PredictTable(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 / (1 + math.Exp(-z)); !near(p[0], want, 1e-12) {
+		t.Errorf("row 1: got %v, want %v", p[0], want)
+	}
+}
+
+func TestDecodePenaltyErrors(t *testing.T) {
+	tab := cleveland(t)
+	m := train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: NoCV, Params: map[string]any{"penalty": "elasticnet", "l1_ratio": 0.5}}).Model
+	good, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := func(a map[string]any) map[string]any { return a["logreg"].(map[string]any) }
+	tests := []struct {
+		name string
+		b    []byte
+		has  string
+	}{
+		{"unknown penalty", edit(t, good, func(a map[string]any) { lr(a)["penalty"] = "l0" }), `penalty "l0" is unknown`},
+		{"no l1_ratio", edit(t, good, func(a map[string]any) { delete(lr(a), "l1_ratio") }), "l1_ratio is missing"},
+		{"l1_ratio above 1", edit(t, good, func(a map[string]any) { lr(a)["l1_ratio"] = 1.5 }), "l1_ratio is missing or not from 0 to 1"},
+		{"l1_ratio with l2", edit(t, good, func(a map[string]any) { lr(a)["penalty"] = "l2" }), "l1_ratio is set for penalty l2"},
+	}
+	for _, tt := range tests {
+		if _, err := Decode(tt.b, ""); err == nil || !strings.Contains(err.Error(), tt.has) {
+			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.has)
 		}
 	}
 }

@@ -16,9 +16,13 @@ const probClip = 1e-15
 // should have the same length; the rows past the shorter one are ignored.
 //
 // ROC AUC is rank based with ties averaged (as scikit-learn's roc_auc_score); it is 0 when the
-// labels hold a single class, where it is undefined. Precision, recall and F1 are 0 where they
-// are undefined. Log loss clips probabilities to [1e-15, 1-1e-15]. With no rows every metric
-// is 0.
+// labels hold a single class, where it is undefined. Precision, recall (= sensitivity), F1 and
+// specificity are 0 where they are undefined. Log loss clips probabilities to
+// [1e-15, 1-1e-15]. With no rows every metric is 0.
+//
+// Calibration is the reliability curve of scikit-learn's calibration_curve(n_bins=10,
+// strategy="uniform"): bin i (0-9) holds the rows with i/10 <= p < (i+1)/10, the last bin
+// also p = 1 (and p above 1; p below 0 or NaN go to bin 0); empty bins are left out.
 func Evaluate(y []int, p []float64, threshold float64) pulse.EvalMetrics {
 	n := min(len(y), len(p))
 	m := pulse.EvalMetrics{N: n, Threshold: threshold}
@@ -56,8 +60,48 @@ func Evaluate(y []int, p []float64, threshold float64) pulse.EvalMetrics {
 	m.Precision = ratio(c.TP, c.TP+c.FP)
 	m.Recall = ratio(c.TP, c.TP+c.FN)
 	m.F1 = ratio(2*c.TP, 2*c.TP+c.FP+c.FN)
+	m.Sensitivity = m.Recall
+	m.Specificity = ratio(c.TN, c.TN+c.FP)
 	m.ROCAUC = rocAUC(y[:n], p[:n], m.Positives)
+	m.Calibration = calibration(y[:n], p[:n])
 	return m
+}
+
+// calibrationBins is the number of equal-width bins of the reliability curve.
+const calibrationBins = 10
+
+// calibration returns the non-empty bins of the reliability curve of p against y.
+func calibration(y []int, p []float64) []pulse.CalibrationBin {
+	var count [calibrationBins]int
+	var sumP, sumY [calibrationBins]float64
+	for i, pi := range p {
+		b := 0
+		for k := calibrationBins - 1; k > 0; k-- {
+			if pi >= float64(k)/calibrationBins {
+				b = k
+				break
+			}
+		}
+		count[b]++
+		sumP[b] += pi
+		if y[i] != 0 {
+			sumY[b]++
+		}
+	}
+	var bins []pulse.CalibrationBin
+	for b, c := range count {
+		if c == 0 {
+			continue
+		}
+		bins = append(bins, pulse.CalibrationBin{
+			Lower:            float64(b) / calibrationBins,
+			Upper:            float64(b+1) / calibrationBins,
+			Count:            c,
+			MeanPredicted:    sumP[b] / float64(c),
+			FractionPositive: sumY[b] / float64(c),
+		})
+	}
+	return bins
 }
 
 func ratio(a, b int) float64 {
@@ -112,6 +156,8 @@ func summarizeCV(folds []pulse.EvalMetrics) *pulse.CVMetrics {
 		{&cv.Precision, &cv.SD.Precision, func(m pulse.EvalMetrics) float64 { return m.Precision }},
 		{&cv.Recall, &cv.SD.Recall, func(m pulse.EvalMetrics) float64 { return m.Recall }},
 		{&cv.F1, &cv.SD.F1, func(m pulse.EvalMetrics) float64 { return m.F1 }},
+		{&cv.Sensitivity, &cv.SD.Sensitivity, func(m pulse.EvalMetrics) float64 { return m.Sensitivity }},
+		{&cv.Specificity, &cv.SD.Specificity, func(m pulse.EvalMetrics) float64 { return m.Specificity }},
 	}
 	k := float64(len(folds))
 	for _, f := range fields {

@@ -1,16 +1,21 @@
 // Package ml trains and runs Pulse's models: preprocessing fitted on the training rows,
-// L2-regularised logistic regression, evaluation metrics, stratified splits and
-// cross-validation, and the model artifact, a JSON document holding everything needed to
-// predict (models are data, never code).
+// three algorithms (logistic regression with an L2, L1 or elastic-net penalty; gradient-boosted
+// trees from package gbdt; FTRL-Proximal online logistic regression from package ftrl),
+// evaluation metrics, stratified splits, cross-validation, decision thresholds chosen for a
+// target sensitivity, hyperparameter search, and the model artifact, a JSON document holding
+// everything needed to predict (models are data, never code).
 package ml
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 
+	"github.com/cloudmedical/pulse/internal/ml/ftrl"
+	"github.com/cloudmedical/pulse/internal/ml/gbdt"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
@@ -32,15 +37,45 @@ type Spec struct {
 	// (such as "num > 0"), `<column> == "<category>"` (or !=), or just `<column>` for a binary
 	// column (its second category is 1) or a numeric column of 0 and 1.
 	Target string
-	// Algorithm is "logreg".
+	// Algorithm is "logreg" (logistic regression), "gbdt" (gradient-boosted trees) or "ftrl"
+	// (online logistic regression, trained here in batch).
 	Algorithm string
-	// Params of logreg: "C" (inverse L2 strength as in scikit-learn, default 1), "max_iter"
-	// (default 100), "tol" (gradient norm to stop at, default 1e-8), "class_weight"
-	// ("balanced" or "none", the default) and "threshold" (decision threshold, default 0.5).
+	// Params are the algorithm's parameters by name; absent ones take their defaults, and an
+	// unknown name is an error.
+	//
+	// Every algorithm takes "threshold" (the decision threshold, default 0.5: a probability at
+	// or above it is label 1) or "target_sensitivity" (a number in (0, 1)): the threshold is
+	// then the highest one whose sensitivity on the out-of-fold predictions of the
+	// cross-validation on the training split is at least the target, so it needs CV. With
+	// target_sensitivity a "threshold" given too is replaced by the chosen one (Result.Params
+	// records both, so that passing them back trains the same model). Every algorithm takes
+	// "class_weight": "none" (the default) or "balanced", which weights each row by
+	// n / (2 * n_class) as scikit-learn does.
+	//
+	// logreg minimises C * sum_i w_i * logloss_i + (1-l1_ratio)/2 * ||w||^2 +
+	// l1_ratio * ||w||_1 as scikit-learn's LogisticRegression, the intercept unpenalised:
+	// "C" (default 1), "penalty" ("l2", the default, "l1" or "elasticnet"), "l1_ratio"
+	// (required with elasticnet, from 0 to 1; l1 means 1 and l2 means 0), "max_iter" (default
+	// 100) and "tol" (the norm of the (sub)gradient to stop at, default 1e-8). Its inputs are
+	// imputed (median, mode), numeric ones standardised, categorical ones one-hot encoded.
+	//
+	// gbdt takes the JSON names of gbdt.Params (learning_rate, num_trees, max_leaves,
+	// max_depth, min_samples_leaf, min_hessian_leaf, l2, max_bins, subsample,
+	// feature_fraction, early_stopping, validation_fraction, patience, tol), defaults from
+	// gbdt.DefaultParams; its seed is Seed. Numeric inputs go in as they are, missing values
+	// as NaN (the trees learn where they go), categorical ones one-hot (NaN in all their
+	// columns when missing).
+	//
+	// ftrl takes the JSON names of ftrl.Params (alpha, beta, l1, l2, scale), defaults from
+	// ftrl.DefaultParams, and "passes" (default 10, at most 1000): the learner sees the
+	// training rows one at a time through Update, in that many passes, each in a new order
+	// shuffled from Seed. Inputs are encoded as for gbdt; the learner standardises numeric
+	// values online and leaves binary and one-hot values unscaled.
 	Params map[string]any
 	// Features are the input columns, in order; by default every column but the target's.
 	Features []string
-	// Seed drives the splits; every value, 0 included, is a valid seed.
+	// Seed drives the splits, the search and any randomness of the algorithm; every value, 0
+	// included, is a valid seed.
 	Seed uint64
 	// Holdout is the stratified fraction of rows held out to evaluate the final model, in
 	// (0, 0.9); 0 means DefaultHoldout and NoHoldout means none. Each class needs at least 2
@@ -49,6 +84,9 @@ type Spec struct {
 	// CVFolds is the number of stratified folds of the cross-validation on the training
 	// split, at least 2; 0 means DefaultCVFolds and NoCV means none.
 	CVFolds int
+	// Search, when set, chooses some of the parameters by cross-validation inside the training
+	// split (see SearchSpec); the best are then used like Params.
+	Search *SearchSpec
 }
 
 // Result is a trained model and its offline evaluation.
@@ -56,25 +94,33 @@ type Result struct {
 	// Model is fitted, preprocessing included, on the training split.
 	Model *Model
 	// Metrics holds the holdout metrics of Model (nil with NoHoldout) and the cross-validation
-	// on the training split (nil with NoCV).
+	// on the training split (nil with NoCV), both at the model's threshold. After a search the
+	// CV is of the best parameters on the same rows that chose them, so it is optimistic.
 	Metrics      pulse.Metrics
 	TrainingRows int
 	HoldoutRows  int
-	// Params are the effective parameters after defaults; passing them back in Spec.Params
-	// trains the same model.
+	// Params are the effective parameters after defaults, the search and the choice of the
+	// threshold; passing them back in Spec.Params (without Search) trains the same model.
 	Params map[string]any
 	// Holdout and CVFolds are the effective split settings (0 when not done).
 	Holdout float64
 	CVFolds int
+	// Search records the hyperparameter search, nil when none ran.
+	Search *pulse.Search
 }
 
-// pcgStream is the second PCG seed word, fixed so that Spec.Seed alone sets the stream.
-const pcgStream = 0x5075_6c73_6521 // "Pulse!"
+// Second PCG seed words, fixed so that Spec.Seed alone sets each stream, and different so
+// that a search or an algorithm's randomness never shifts the splits.
+const (
+	pcgStream        = 0x5075_6c73_6521 // "Pulse!": holdout split, then CV folds
+	searchFoldStream = 0x5365_6172_6368 // "Search": the folds of the search
+	sampleStream     = 0x5361_6d70_6c65 // "Sample": the candidates of a random search
+)
 
 // Train fits a model to t as spec says. The same table and spec give the same model, bit for
 // bit. Errors are *pulse.Error values naming the faulty field of spec ("target", "algorithm",
-// "params.<key>", "features", "holdout", "cv_folds") or the row and column of bad data, or a
-// wrapped ctx error.
+// "params.<key>", "features", "holdout", "cv_folds", "search.<key>") or the row and column of
+// bad data, or a wrapped ctx error.
 func Train(ctx context.Context, t *tabular.Table, spec Spec) (*Result, error) {
 	if err := checkTable(t); err != nil {
 		return nil, err
@@ -83,10 +129,16 @@ func Train(ctx context.Context, t *tabular.Table, spec Spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.Algorithm != AlgorithmLogReg {
-		return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "algorithm", "algorithm: got %q, want logreg", spec.Algorithm)
+	var p params
+	var plan *searchPlan
+	if spec.Search == nil {
+		p, err = parseParams(spec.Algorithm, spec.Params)
+	} else if _, err = parseParams(spec.Algorithm, nil); err == nil { // the algorithm is known
+		plan, err = planSearch(spec.Search, spec.Algorithm, spec.Params, spec.Seed)
+		if err == nil {
+			p = plan.candidates[0]
+		}
 	}
-	params, err := parseLogRegParams(spec.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +150,10 @@ func Train(ctx context.Context, t *tabular.Table, spec Spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.targetSensitivity > 0 && folds == 0 {
+		return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "params.target_sensitivity",
+			"params.target_sensitivity: the threshold is chosen on the out-of-fold predictions of cross-validation, but cv_folds is %d (none); give a threshold instead or enable CV", NoCV)
+	}
 	y, err := tg.labels(t)
 	if err != nil {
 		return nil, err
@@ -108,39 +164,39 @@ func Train(ctx context.Context, t *tabular.Table, spec Spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	j := &job{t: t, features: features, y: y, target: tg.text, seed: spec.Seed}
 	res := &Result{
 		TrainingRows: len(train),
 		HoldoutRows:  len(test),
-		Params:       params.effective(),
 		Holdout:      holdout,
 		CVFolds:      folds,
 	}
 
-	if folds > 0 {
-		fold, err := stratifiedFolds(y, train, folds, rng)
+	if plan != nil {
+		best, record, err := j.search(ctx, train, plan)
 		if err != nil {
 			return nil, err
 		}
-		per := make([]pulse.EvalMetrics, folds)
-		for f := range folds {
-			var fitRows, evalRows []int
-			for i, r := range train {
-				if fold[i] == f {
-					evalRows = append(evalRows, r)
-				} else {
-					fitRows = append(fitRows, r)
-				}
-			}
-			m, err := fitModel(ctx, t, features, y, fitRows, params, tg.text)
-			if err != nil {
-				return nil, fmt.Errorf("cross-validation fold %d: %w", f+1, err)
-			}
-			per[f] = m.evaluateRows(t, features, y, evalRows)
-		}
-		res.Metrics.CV = summarizeCV(per)
+		p, res.Search = best, record
 	}
 
-	m, err := fitModel(ctx, t, features, y, train, params, tg.text)
+	if folds > 0 {
+		fold, err := stratifiedFolds(y, train, folds, rng, "cv_folds")
+		if err != nil {
+			return nil, err
+		}
+		oof, err := j.crossValidate(ctx, train, fold, folds, p)
+		if err != nil {
+			return nil, err
+		}
+		if p.targetSensitivity > 0 {
+			p.threshold = thresholdForSensitivity(y, train, oof, p.targetSensitivity)
+		}
+		res.Metrics.CV = summarizeCV(foldMetrics(y, train, fold, folds, oof, p.threshold))
+	}
+	res.Params = p.effective()
+
+	m, err := j.fit(ctx, train, p)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +206,85 @@ func Train(ctx context.Context, t *tabular.Table, spec Spec) (*Result, error) {
 		res.Metrics.Holdout = &ev
 	}
 	return res, nil
+}
+
+// job is what every fit of one training shares: the data, the label of every row and the seed.
+type job struct {
+	t        *tabular.Table
+	features []int
+	y        []int
+	target   string
+	seed     uint64
+}
+
+// crossValidate fits one model per fold on the other folds' rows and returns the out-of-fold
+// probability of every row of rows (by position). fold[i] is the fold of rows[i].
+func (j *job) crossValidate(ctx context.Context, rows, fold []int, k int, p params) ([]float64, error) {
+	oof := make([]float64, len(rows))
+	var fitRows, evalRows, evalPos []int
+	for f := range k {
+		fitRows, evalRows, evalPos = fitRows[:0], evalRows[:0], evalPos[:0]
+		for i, r := range rows {
+			if fold[i] == f {
+				evalRows = append(evalRows, r)
+				evalPos = append(evalPos, i)
+			} else {
+				fitRows = append(fitRows, r)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("cross-validation: %w", err)
+		}
+		m, err := j.fit(ctx, fitRows, p)
+		if err != nil {
+			return nil, fmt.Errorf("cross-validation fold %d: %w", f+1, err)
+		}
+		pf := m.predictRows(j.t, j.features, evalRows)
+		for i, pos := range evalPos {
+			oof[pos] = pf[i]
+		}
+	}
+	return oof, nil
+}
+
+// foldMetrics evaluates the out-of-fold probabilities of each fold at the threshold.
+func foldMetrics(y, rows, fold []int, k int, oof []float64, threshold float64) []pulse.EvalMetrics {
+	per := make([]pulse.EvalMetrics, k)
+	var labels []int
+	var p []float64
+	for f := range k {
+		labels, p = labels[:0], p[:0]
+		for i, r := range rows {
+			if fold[i] == f {
+				labels = append(labels, y[r])
+				p = append(p, oof[i])
+			}
+		}
+		per[f] = Evaluate(labels, p, threshold)
+	}
+	return per
+}
+
+// thresholdForSensitivity returns the highest threshold at which the sensitivity of the
+// probabilities p of rows (by position) is at least target: the k-th highest probability of a
+// positive row, for the smallest k with k/positives >= target. It is kept inside (0, 1), as a
+// model's threshold must be.
+func thresholdForSensitivity(y, rows []int, p []float64, target float64) float64 {
+	var pos []float64
+	for i, r := range rows {
+		if y[r] != 0 {
+			pos = append(pos, p[i])
+		}
+	}
+	if len(pos) == 0 {
+		return DefaultThreshold // unreachable: the training split holds both classes
+	}
+	slices.SortFunc(pos, func(a, b float64) int { return cmp.Compare(b, a) })
+	k := 1
+	for float64(k)/float64(len(pos)) < target && k < len(pos) {
+		k++
+	}
+	return min(max(pos[k-1], math.SmallestNonzeroFloat64), math.Nextafter(1, 0))
 }
 
 // checkTable rejects a table whose shape is inconsistent, so that nothing indexes out of range.
@@ -263,7 +398,8 @@ func stratifiedSplit(y []int, frac float64, rng *rand.Rand) (train, test []int, 
 // stratifiedFolds assigns each of rows (by position) to one of k folds: each class's rows are
 // shuffled and dealt round-robin, continuing from class 0 to class 1 so that the fold sizes
 // differ by at most one.
-func stratifiedFolds(y, rows []int, k int, rng *rand.Rand) ([]int, error) {
+// field names the setting the folds come from, for errors.
+func stratifiedFolds(y, rows []int, k int, rng *rand.Rand, field string) ([]int, error) {
 	fold := make([]int, len(rows))
 	next := 0
 	for c := range 2 {
@@ -274,8 +410,8 @@ func stratifiedFolds(y, rows []int, k int, rng *rand.Rand) ([]int, error) {
 			}
 		}
 		if len(pos) < k {
-			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "cv_folds",
-				"cv_folds %d: class %d has only %d training rows; each fold needs one of each class", k, c, len(pos))
+			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field,
+				"%s %d: class %d has only %d training rows; each fold needs one of each class", field, k, c, len(pos))
 		}
 		rng.Shuffle(len(pos), func(i, j int) { pos[i], pos[j] = pos[j], pos[i] })
 		for _, i := range pos {
@@ -286,14 +422,17 @@ func stratifiedFolds(y, rows []int, k int, rng *rand.Rand) ([]int, error) {
 	return fold, nil
 }
 
-// fitModel fits the preprocessing and a logistic regression on the given rows.
-func fitModel(ctx context.Context, t *tabular.Table, features, y, rows []int, p logRegParams, target string) (*Model, error) {
-	m := &Model{algorithm: AlgorithmLogReg, target: target, threshold: p.threshold}
-	m.inputs = make([]input, len(features))
-	for i, j := range features {
-		in, err := fitInput(t, j, rows)
+// fit fits the preprocessing and the algorithm on the given rows.
+func (j *job) fit(ctx context.Context, rows []int, p params) (*Model, error) {
+	m := &Model{algorithm: p.algorithm, target: j.target, threshold: p.threshold, raw: p.algorithm != AlgorithmLogReg}
+	m.inputs = make([]input, len(j.features))
+	for i, c := range j.features {
+		in, err := fitInput(j.t, c, rows)
 		if err != nil {
 			return nil, err
+		}
+		if m.raw { // no imputation or scaling
+			in.median, in.mean, in.scale, in.mode = 0, 0, 0, -1
 		}
 		m.inputs[i] = in
 	}
@@ -304,35 +443,103 @@ func fitModel(ctx context.Context, t *tabular.Table, features, y, rows []int, p 
 	}
 
 	x := make([]float64, len(rows)*m.width)
-	m.encodeRows(t, features, rows, x)
+	m.encodeRows(j.t, j.features, rows, x)
 	yy := make([]float64, len(rows))
-	var positives int
 	for i, r := range rows {
-		yy[i] = float64(y[r])
-		positives += y[r]
+		yy[i] = float64(j.y[r])
 	}
-	sw := make([]float64, len(rows))
-	for i := range sw {
-		sw[i] = 1
-		if p.classWeight == "balanced" {
-			// scikit-learn: n_samples / (n_classes * count of the row's class)
-			count := positives
-			if yy[i] == 0 {
-				count = len(rows) - positives
-			}
-			sw[i] = float64(len(rows)) / (2 * float64(count))
+	switch p.algorithm {
+	case AlgorithmLogReg:
+		sw := sampleWeights(yy, p.logReg.classWeight)
+		fit, err := fitLogRegParams(ctx, x, m.width, yy, sw, p.logReg)
+		if err != nil {
+			return nil, err
 		}
-	}
-	fit, err := fitLogReg(ctx, x, m.width, yy, sw, p.c, p.tol, p.maxIter)
-	if err != nil {
-		return nil, err
-	}
-	m.logReg = &logReg{
-		coef: fit.coef, intercept: fit.intercept,
-		c: p.c, classWeight: p.classWeight, maxIter: p.maxIter, tol: p.tol,
-		converged: fit.converged, iterations: fit.iterations, gradNorm: fit.gradNorm,
+		m.logReg = &logReg{
+			coef: fit.coef, intercept: fit.intercept, params: p.logReg,
+			converged: fit.converged, iterations: fit.iterations, gradNorm: fit.gradNorm,
+		}
+	case AlgorithmGBDT:
+		var sw []float64
+		if p.gbdt.classWeight == "balanced" {
+			sw = sampleWeights(yy, "balanced")
+		}
+		gp := p.gbdt.p
+		gp.Seed = j.seed
+		ens, err := gbdt.Fit(ctx, x, len(rows), m.width, yy, sw, gp)
+		if err != nil {
+			return nil, fmt.Errorf("gbdt: %w", err)
+		}
+		m.gbdt = &gbdtModel{ens: ens, params: p.gbdt}
+	case AlgorithmFTRL:
+		l, err := fitFTRL(ctx, x, m.width, yy, p.ftrl, m.noScale(), j.seed)
+		if err != nil {
+			return nil, err
+		}
+		m.ftrl = &ftrlModel{learner: l, params: p.ftrl}
 	}
 	return m, nil
+}
+
+// ftrlStream is the second PCG seed word of ftrl's shuffles.
+const ftrlStream = 0x4674_726c_5061 // "FtrlPa"
+
+// fitFTRL trains an FTRL learner on the rows of x (d values each) in p.passes passes, each
+// over the rows in a new order shuffled from seed, one example at a time through Update.
+func fitFTRL(ctx context.Context, x []float64, d int, y []float64, p ftrlParams, noScale []int, seed uint64) (*ftrl.Learner, error) {
+	fp := p.p
+	fp.NoScale = noScale
+	l, err := ftrl.New(d, fp)
+	if err != nil {
+		return nil, fmt.Errorf("ftrl: %w", err)
+	}
+	var sw []float64
+	if p.classWeight == "balanced" {
+		sw = sampleWeights(y, "balanced")
+	}
+	order := make([]int, len(y))
+	for i := range order {
+		order[i] = i
+	}
+	rng := rand.New(rand.NewPCG(seed, ftrlStream))
+	for range p.passes {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("ftrl: %w", err)
+		}
+		rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		for _, i := range order {
+			xi := x[i*d : (i+1)*d]
+			if sw != nil {
+				l.UpdateWeighted(xi, y[i], sw[i])
+			} else {
+				l.Update(xi, y[i])
+			}
+		}
+	}
+	return l, nil
+}
+
+// sampleWeights returns the weight of every row: 1, or with class_weight "balanced"
+// scikit-learn's n_samples / (n_classes * count of the row's class).
+func sampleWeights(y []float64, classWeight string) []float64 {
+	var positives int
+	for _, v := range y {
+		if v != 0 {
+			positives++
+		}
+	}
+	sw := make([]float64, len(y))
+	for i, v := range y {
+		sw[i] = 1
+		if classWeight == "balanced" {
+			count := positives
+			if v == 0 {
+				count = len(y) - positives
+			}
+			sw[i] = float64(len(y)) / (2 * float64(count))
+		}
+	}
+	return sw
 }
 
 // fitInput fits the preprocessing of column j on the given rows.
@@ -431,20 +638,28 @@ func (m *Model) encodeRows(t *tabular.Table, features, rows []int, x []float64) 
 	}
 }
 
-// evaluateRows predicts the given rows, as Predict does, and evaluates them against their
-// labels.
-func (m *Model) evaluateRows(t *tabular.Table, features, y, rows []int) pulse.EvalMetrics {
+// predictRows returns the probabilities of the given rows of t, as Predict gives them.
+func (m *Model) predictRows(t *tabular.Table, features, rows []int) []float64 {
 	values := make([]Value, len(features))
+	scratch := make([]float64, m.width)
 	p := make([]float64, len(rows))
-	labels := make([]int, len(rows))
 	for i, r := range rows {
 		for k, j := range features {
 			values[k], _ = tableValue(t, j, r, t.Schema.Columns[j].Kind)
 		}
-		p[i], _ = m.Predict(values, nil)
+		p[i], _ = m.Predict(values, scratch)
+	}
+	return p
+}
+
+// evaluateRows predicts the given rows, as Predict does, and evaluates them against their
+// labels at the model's threshold.
+func (m *Model) evaluateRows(t *tabular.Table, features, y, rows []int) pulse.EvalMetrics {
+	labels := make([]int, len(rows))
+	for i, r := range rows {
 		labels[i] = y[r]
 	}
-	return Evaluate(labels, p, m.threshold)
+	return Evaluate(labels, m.predictRows(t, features, rows), m.threshold)
 }
 
 // strictlySorted reports whether s is sorted in byte order without repeats.

