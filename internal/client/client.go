@@ -155,6 +155,8 @@ type TrainRequest struct {
 	Seed      uint64         `json:"seed,omitempty"`
 	Holdout   *float64       `json:"holdout,omitempty"`
 	CVFolds   int            `json:"cv_folds,omitempty"`
+	// Search is a hyperparameter search, e.g. {"method":"grid","grid":{"C":[0.01,0.1,1]}}.
+	Search map[string]any `json:"search,omitempty"`
 }
 
 // Train trains a new version of model and waits for it.

@@ -251,7 +251,9 @@ type TrainRequest struct {
 	Seed      uint64         `json:"seed,omitempty"`
 	Holdout   *float64       `json:"holdout,omitempty"`
 	CVFolds   int            `json:"cv_folds,omitempty"`
-	Trigger   string         `json:"-"`
+	// Search, when set, chooses params by stratified cross-validation inside the training split.
+	Search  *ml.SearchSpec `json:"search,omitempty"`
+	Trigger string         `json:"-"`
 }
 
 // Train trains a new version of model on a registered dataset, stores its artifact and
@@ -287,6 +289,7 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 		Features:  req.Features,
 		Seed:      req.Seed,
 		CVFolds:   req.CVFolds,
+		Search:    req.Search,
 	}
 	// An explicit holdout of 0 means none; absent means the default.
 	if req.Holdout != nil {
@@ -344,6 +347,7 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 			Trigger:       trigger,
 			TrainedAt:     now,
 			DurationMS:    float64(took.Microseconds()) / 1000,
+			Search:        res.Search,
 		},
 		CreatedAt: now,
 	}
