@@ -212,7 +212,9 @@ func Decode(b []byte, wantSHA256 string) (*Model, error) {
 		if a.Params != nil {
 			return nil, decodeError("a logreg artifact keeps its parameters in the logreg payload, not params")
 		}
-		m.logReg, err = decodeLogReg(a.LogReg, m.width)
+		if m.logReg, err = decodeLogReg(a.LogReg, m.width); err == nil {
+			m.prepare()
+		}
 	case AlgorithmGBDT:
 		err = m.decodeGBDT(a.GBDT, a.Params)
 	case AlgorithmFTRL:

@@ -100,12 +100,37 @@ func (in *input) width() int {
 
 // logReg is a fitted logistic regression over the encoded inputs.
 type logReg struct {
-	coef       []float64
-	intercept  float64
+	coef      []float64
+	intercept float64
+	// slope and bias fold each numeric input's standardisation into its coefficient
+	// (coef/scale, and -coef*mean/scale summed into bias) so that scoring multiplies and adds
+	// but never divides; derived by prepare, not stored.
+	slope      []float64
+	bias       float64
 	params     logRegParams
 	converged  bool
 	iterations int
 	gradNorm   float64 // of the minimum-norm subgradient with an L1 penalty
+}
+
+// prepare derives the scoring terms of a logistic regression from its coefficients and the
+// inputs' standardisation. It runs once, when the model is made (Train or Decode).
+func (m *Model) prepare() {
+	lr := m.logReg
+	if lr == nil {
+		return
+	}
+	lr.slope = make([]float64, len(m.inputs))
+	lr.bias = lr.intercept
+	k := 0
+	for i := range m.inputs {
+		in := &m.inputs[i]
+		if in.code == numericCode {
+			lr.slope[i] = lr.coef[k] / in.scale
+			lr.bias -= lr.slope[i] * in.mean
+		}
+		k += in.width()
+	}
 }
 
 // init derives the encoded width, the category lookups and the columns from m.inputs.
@@ -254,8 +279,9 @@ func (m *Model) noScale() []int {
 // terms, in the same order, as linear over the encoded row minus its zero terms, so that it
 // is bit-identical to sigmoid(linear(coef, intercept, encode(values))).
 func (m *Model) score(values []Value) (z float64, unknown int) {
-	coef := m.logReg.coef
-	var s float64
+	lr := m.logReg
+	coef := lr.coef
+	s := lr.bias
 	k := 0
 	for i := range m.inputs {
 		in := &m.inputs[i]
@@ -266,7 +292,7 @@ func (m *Model) score(values []Value) (z float64, unknown int) {
 			if !v.Present || math.IsNaN(f) || math.IsInf(f, 0) {
 				f = in.median
 			}
-			s += coef[k] * ((f - in.mean) / in.scale)
+			s += lr.slope[i] * f
 			k++
 		case binaryCode:
 			j := in.mode
@@ -292,7 +318,7 @@ func (m *Model) score(values []Value) (z float64, unknown int) {
 			k += len(in.categories)
 		}
 	}
-	return s + m.logReg.intercept, unknown
+	return s, unknown
 }
 
 // encode writes the encoded values of one row into x (len m.width), the design matrix of the

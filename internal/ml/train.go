@@ -459,6 +459,7 @@ func (j *job) fit(ctx context.Context, rows []int, p params) (*Model, error) {
 			coef: fit.coef, intercept: fit.intercept, params: p.logReg,
 			converged: fit.converged, iterations: fit.iterations, gradNorm: fit.gradNorm,
 		}
+		m.prepare()
 	case AlgorithmGBDT:
 		var sw []float64
 		if p.gbdt.classWeight == "balanced" {
