@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -31,7 +32,6 @@ import (
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/serving"
-	"github.com/cloudmedical/pulse/internal/sqlite"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
@@ -76,22 +76,8 @@ type testServer struct {
 func newTestServer(t *testing.T, edit func(*Config)) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "pulse.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "blobs")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { blobs.Close() })
-	lakeSt, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "lake")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lakeSt.Close() })
+	st := registrytest.New(t)
+	db, blobs, lakeSt := st.DB, st.Blobs, st.Lake
 	reg, err := registry.New(ctx, registry.Config{Store: db, Blobs: blobs, Lake: lakeSt})
 	if err != nil {
 		t.Fatal(err)

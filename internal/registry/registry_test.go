@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"io"
 	"os"
 	"path/filepath"
@@ -47,24 +48,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "pulse.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "blobs")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { blobs.Close() })
-	lake, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "lake")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lake.Close() })
-	e := &env{db: db, blobs: blobs, lake: lake, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	st := registrytest.New(t)
+	e := &env{db: st.DB, blobs: st.Blobs, lake: st.Lake, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
 	e.svc = e.fresh(t)
 	return e
 }

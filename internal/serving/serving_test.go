@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"reflect"
 	"strconv"
 	"strings"
@@ -17,12 +17,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cloudmedical/pulse/internal/blobstore"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/ml"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
-	"github.com/cloudmedical/pulse/internal/sqlite"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
@@ -319,22 +317,8 @@ type testEnv struct {
 func newTestEnv(t testing.TB, maxInstances int) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "pulse.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "blobs")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { blobs.Close() })
-	lakeSt, err := blobstore.Open(ctx, blobstore.FileURL(filepath.Join(dir, "lake")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lakeSt.Close() })
+	st := registrytest.New(t)
+	db, blobs, lakeSt := st.DB, st.Blobs, st.Lake
 	reg, err := registry.New(ctx, registry.Config{Store: db, Blobs: blobs, Lake: lakeSt})
 	if err != nil {
 		t.Fatal(err)
