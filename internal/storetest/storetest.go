@@ -320,6 +320,24 @@ var listDatasetsTests = []test{
 		}
 		assertEqual(t, "datasets", got, []*pulse.Dataset{a1, a2, b1, b2, c1})
 	}},
+	{"NamesInByteOrder", func(ctx context.Context, t *testing.T, s Store) {
+		// Byte order, as Go compares strings: not a locale's collation.
+		names := []string{"b", "B", "a", "_x", "é", "Z", "a-b", "a.b", "ab", "a b"}
+		for i, name := range names {
+			mustCreateDataset(ctx, t, s, newDataset(fmt.Sprintf("id-%d", i), name, "sha"))
+		}
+		ds, err := s.ListDatasets(ctx)
+		if err != nil {
+			t.Fatalf("ListDatasets: %v", err)
+		}
+		got := make([]string, len(ds))
+		for i, d := range ds {
+			got[i] = d.Name
+		}
+		want := slices.Clone(names)
+		slices.Sort(want)
+		assertEqual(t, "dataset names", got, want)
+	}},
 }
 
 var createVersionTests = []test{
@@ -702,6 +720,38 @@ var setAliasTests = []test{
 		if _, err := s.GetModel(ctx, "ghost"); pulse.ErrorCode(err) != pulse.ENOTFOUND {
 			t.Errorf("GetModel(ghost) after SetAlias: got %v, want %s", err, pulse.ENOTFOUND)
 		}
+	}},
+	{"ConcurrentPreviousVersionsChain", func(ctx context.Context, t *testing.T, s Store) {
+		// Each SetAlias sees the one before it: the previous versions returned are 0 once
+		// and every version but the last one set exactly once.
+		createVersions(ctx, t, s, "heart", concurrency)
+		previous := make([]int, concurrency)
+		var wg sync.WaitGroup
+		for i := range concurrency {
+			wg.Go(func() {
+				p, err := s.SetAlias(ctx, "heart", pulse.AliasChampion, i+1)
+				if err != nil {
+					t.Errorf("SetAlias(champion, %d): %v", i+1, err)
+					return
+				}
+				previous[i] = p
+			})
+		}
+		wg.Wait()
+		m, err := s.GetModel(ctx, "heart")
+		if err != nil {
+			t.Fatalf("GetModel: %v", err)
+		}
+		last := m.Aliases[pulse.AliasChampion]
+		want := []int{0}
+		for v := 1; v <= concurrency; v++ {
+			if v != last {
+				want = append(want, v)
+			}
+		}
+		got := slices.Clone(previous)
+		slices.Sort(got)
+		assertEqual(t, fmt.Sprintf("previous versions (the alias ends on %d)", last), got, want)
 	}},
 	{"EmptyAliasInvalid", func(ctx context.Context, t *testing.T, s Store) {
 		createVersions(ctx, t, s, "heart", 1)
