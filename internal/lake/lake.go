@@ -6,6 +6,7 @@
 // turns every sealed WAL segment into Parquet objects, one per hive partition:
 //
 //	predictions/model=<model>/date=<YYYY-MM-DD of scored_at, UTC>/part-<segment seq, 20 digits>.parquet
+//	ingest/dataset=<dataset>/date=<YYYY-MM-DD of received_at, UTC>/part-<segment seq>.parquet
 //
 // Exactly once: an object's key is derived from its partition and the sequence number of the
 // segment it comes from, and a segment is deleted only after all of its objects are written
@@ -130,13 +131,16 @@ func Open(ctx context.Context, cfg Config) (*Lake, error) {
 		done:  make(chan struct{}),
 		pool:  sync.Pool{New: func() any { return new(encodeBuf) }},
 	}
-	n, err := l.store.SweepTemp(ctx, predictionsPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("lake: open: %w", err)
+	for _, prefix := range []string{predictionsPrefix, ingestPrefix} {
+		n, err := l.store.SweepTemp(ctx, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("lake: open: %w", err)
+		}
+		if n > 0 {
+			l.log.Warn("lake: deleted temp files of interrupted writes", "files", n, "prefix", prefix)
+		}
 	}
-	if n > 0 {
-		l.log.Warn("lake: deleted temp files of interrupted writes", "files", n, "prefix", predictionsPrefix)
-	}
+	var err error
 	if l.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -171,21 +175,37 @@ func Open(ctx context.Context, cfg Config) (*Lake, error) {
 // durable; they appear in the Parquet files after the next compaction. Appending nothing is
 // a no-op. If ctx ends first the records may still be stored.
 func (l *Lake) AppendPredictions(ctx context.Context, recs ...Prediction) error {
-	if len(recs) == 0 {
-		return nil
-	}
 	for i := range recs {
 		if err := recs[i].validate(i); err != nil {
 			return err
 		}
 	}
+	return l.append(ctx, "prediction", len(recs), func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
+}
+
+// AppendIngest stores records in the ingest table, durably when it returns nil, like
+// AppendPredictions.
+func (l *Lake) AppendIngest(ctx context.Context, recs ...IngestRecord) error {
+	for i := range recs {
+		if err := recs[i].validate(i); err != nil {
+			return err
+		}
+	}
+	return l.append(ctx, "ingest record", len(recs), func(b []byte, i int) []byte { return appendIngest(b, &recs[i]) })
+}
+
+// append encodes n records with encode and appends them to the WAL as one group commit.
+func (l *Lake) append(ctx context.Context, what string, n int, encode func(b []byte, i int) []byte) error {
+	if n == 0 {
+		return nil
+	}
 	e := l.pool.Get().(*encodeBuf)
 	defer l.pool.Put(e)
 	e.buf, e.ends, e.parts = e.buf[:0], e.ends[:0], e.parts[:0]
-	for i := range recs {
-		e.buf = appendPrediction(e.buf, &recs[i])
-		if n := len(e.buf) - e.lastEnd(); n > wal.MaxPayloadBytes {
-			return pulse.Errorf(pulse.ETOOLARGE, "lake: prediction %d takes %d bytes, want at most %d", i, n, wal.MaxPayloadBytes)
+	for i := range n {
+		e.buf = encode(e.buf, i)
+		if size := len(e.buf) - e.lastEnd(); size > wal.MaxPayloadBytes {
+			return pulse.Errorf(pulse.ETOOLARGE, "lake: %s %d takes %d bytes, want at most %d", what, i, size, wal.MaxPayloadBytes)
 		}
 		e.ends = append(e.ends, len(e.buf))
 	}
@@ -201,9 +221,9 @@ func (l *Lake) AppendPredictions(ctx context.Context, recs ...Prediction) error 
 		return pulse.Errorf(pulse.EUNAVAILABLE, "lake: closed")
 	}
 	if err := l.wal.Append(ctx, e.parts...); err != nil {
-		return fmt.Errorf("lake: append predictions: %w", err)
+		return fmt.Errorf("lake: append %ss: %w", what, err)
 	}
-	l.m.appended.Add(float64(len(recs)))
+	l.m.appended.Add(float64(n))
 	return nil
 }
 
@@ -316,7 +336,8 @@ func (l *Lake) compactAll(ctx context.Context) error {
 // compactSegment writes the records of one sealed segment to their Parquet objects, syncs
 // them and then removes the segment.
 func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
-	parts := map[partition][]predictionRow{}
+	predictions := map[partition][]predictionRow{}
+	ingest := map[partition][]ingestRow{}
 	records := 0
 	for p, err := range l.wal.Payloads(seq) {
 		if err != nil {
@@ -328,48 +349,70 @@ func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 			if err != nil {
 				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
 			}
-			parts[part] = append(parts[part], row)
+			predictions[part] = append(predictions[part], row)
+		case tagIngest:
+			part, row, err := decodeIngest(p)
+			if err != nil {
+				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
+			}
+			ingest[part] = append(ingest[part], row)
 		default:
 			return fmt.Errorf("lake: compact segment %d, record %d: unknown table tag %d (written by a newer Pulse?)", seq, records, p[0])
 		}
 		records++
 	}
-	keys := slices.SortedFunc(maps.Keys(parts), func(a, b partition) int {
-		return cmp.Or(cmp.Compare(a.model, b.model), cmp.Compare(a.date, b.date))
-	})
-	for _, part := range keys {
-		key := part.key(seq)
-		if err := l.writeParquet(ctx, key, parts[part]); err != nil {
+	objects := 0
+	for _, write := range []func() (int, error){
+		func() (int, error) { return writeParts(ctx, l, seq, predictions) },
+		func() (int, error) { return writeParts(ctx, l, seq, ingest) },
+	} {
+		n, err := write()
+		objects += n
+		if err != nil {
 			return fmt.Errorf("lake: compact segment %d: %w", seq, err)
-		}
-		if err := l.store.Sync(ctx, key); err != nil {
-			return fmt.Errorf("lake: compact segment %d: %w", seq, err)
-		}
-		l.m.objects.Inc()
-		if l.cfg.hooks.afterObject != nil {
-			if err := l.cfg.hooks.afterObject(key); err != nil {
-				return fmt.Errorf("lake: compact segment %d: %w", seq, err)
-			}
 		}
 	}
 	if err := l.wal.Remove(seq); err != nil {
 		return fmt.Errorf("lake: compact segment %d: %w", seq, err)
 	}
 	l.m.compacted.Add(float64(records))
-	l.log.Debug("lake: compacted segment", "segment", seq, "records", records, "objects", len(keys))
+	l.log.Debug("lake: compacted segment", "segment", seq, "records", records, "objects", objects)
 	return nil
+}
+
+// writeParts writes one Parquet object per partition, in partition order, and syncs each.
+func writeParts[T any](ctx context.Context, l *Lake, seq uint64, parts map[partition][]T) (int, error) {
+	keys := slices.SortedFunc(maps.Keys(parts), func(a, b partition) int {
+		return cmp.Or(cmp.Compare(a.table, b.table), cmp.Compare(a.name, b.name), cmp.Compare(a.date, b.date))
+	})
+	for i, part := range keys {
+		key := part.key(seq)
+		if err := writeParquet(ctx, l, key, parts[part]); err != nil {
+			return i, err
+		}
+		if err := l.store.Sync(ctx, key); err != nil {
+			return i, err
+		}
+		l.m.objects.Inc()
+		if l.cfg.hooks.afterObject != nil {
+			if err := l.cfg.hooks.afterObject(key); err != nil {
+				return i, err
+			}
+		}
+	}
+	return len(keys), nil
 }
 
 // writeParquet writes rows as the Parquet object key. On error nothing is published under key
 // (a local write leaves at most a temp file, which Open sweeps).
-func (l *Lake) writeParquet(ctx context.Context, key string, rows []predictionRow) error {
+func writeParquet[T any](ctx context.Context, l *Lake, key string, rows []T) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	bw, err := l.store.Bucket.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/vnd.apache.parquet"})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
-	pw := parquet.NewGenericWriter[predictionRow](bw,
+	pw := parquet.NewGenericWriter[T](bw,
 		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
 		parquet.DataPageVersion(1),
 	)

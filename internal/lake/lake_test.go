@@ -573,7 +573,7 @@ func TestEncodingRoundTripAndTruncation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if part.model != p.Model || row.PredictionID != p.PredictionID || row.Features != string(p.Features) || row.Response != string(p.Response) ||
+	if part.name != p.Model || row.PredictionID != p.PredictionID || row.Features != string(p.Features) || row.Response != string(p.Response) ||
 		row.Probability != p.Probability || row.LatencyUS != p.LatencyMicros || int(row.ModelVersion) != p.Version || row.Alias != p.Alias {
 		t.Errorf("round trip: got %+v in %+v, want %+v", row, part, p)
 	}

@@ -105,15 +105,20 @@ type predictionRow struct {
 	Response     string    `parquet:"response"`
 }
 
-// partition is a hive partition of the predictions table.
+// partition is a hive partition of one table: predictions by model and date, ingest by
+// dataset and date.
 type partition struct {
-	model string
-	date  string // YYYY-MM-DD of scored_at in UTC
+	table byte   // tagPrediction or tagIngest
+	name  string // the model or the dataset
+	date  string // YYYY-MM-DD of the record's time in UTC
 }
 
 // key returns the object key of the part of this partition that comes from WAL segment seq.
 func (p partition) key(seq uint64) string {
-	return fmt.Sprintf("%smodel=%s/date=%s/part-%020d.parquet", predictionsPrefix, escapePartitionValue(p.model), p.date, seq)
+	if p.table == tagIngest {
+		return fmt.Sprintf("%sdataset=%s/date=%s/part-%020d.parquet", ingestPrefix, escapePartitionValue(p.name), p.date, seq)
+	}
+	return fmt.Sprintf("%smodel=%s/date=%s/part-%020d.parquet", predictionsPrefix, escapePartitionValue(p.name), p.date, seq)
 }
 
 // predictionsPrefix is the key prefix of the predictions table.
@@ -195,10 +200,10 @@ func decodePrediction(p []byte) (partition, predictionRow, error) {
 	}
 	d := decoder{b: p[2:]}
 	var r predictionRow
-	var part partition
+	part := partition{table: tagPrediction}
 	r.PredictionID = d.string()
 	r.ScoredAt = time.UnixMicro(d.varint()).UTC()
-	part.model = d.string()
+	part.name = d.string()
 	r.ModelVersion = d.varint()
 	r.Alias = d.string()
 	r.Label = int32(d.varint())
