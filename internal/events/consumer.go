@@ -1,0 +1,440 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cloudmedical/pulse/internal/pulse"
+)
+
+// Handler applies one event. It returns nil only when the event's effect is durable (stored,
+// or a job enqueued); only then may the consumer commit past it. A *pulse.Error with code
+// EINVALID or EUNPROCESSABLE is permanent: the event goes to the dead-letter topic at once.
+// Any other error is retried with backoff.
+type Handler func(ctx context.Context, e Event) error
+
+// Dead-letter reasons, in the DeadLetter envelope and the HeaderDLQReason header.
+const (
+	ReasonMalformed = "malformed" // not a valid event: JSON, envelope, unknown type, data schema
+	ReasonRejected  = "rejected"  // the handler refused it permanently (EINVALID, EUNPROCESSABLE)
+	ReasonHandler   = "handler"   // the handler failed MaxAttempts times
+)
+
+// Headers of dead-letter records, besides the original record's headers.
+const (
+	HeaderDLQReason = "pulse-dlq-reason"
+	HeaderDLQError  = "pulse-dlq-error"
+)
+
+// DeadLetter is the value of a record on a dead-letter topic: the original record and why it
+// could not be processed.
+type DeadLetter struct {
+	Reason    string    `json:"reason"`          // ReasonMalformed, ReasonRejected or ReasonHandler
+	Error     string    `json:"error"`           // what was wrong, naming the attribute or field
+	Field     string    `json:"field,omitempty"` // the attribute or data field at fault, when known
+	Attempts  int       `json:"attempts"`        // handler attempts made (0 when malformed)
+	Group     string    `json:"group"`
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Key       string    `json:"key,omitempty"`
+	EventID   string    `json:"event_id,omitempty"`
+	Value     string    `json:"value,omitempty"`        // the original value when it is UTF-8
+	ValueB64  []byte    `json:"value_base64,omitempty"` // otherwise, base64
+	FailedAt  time.Time `json:"failed_at"`
+}
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	// ClientOpts connect to the cluster: kafka.Config.Opts, plus kgo.AllowAutoTopicCreation
+	// for the embedded broker. The consumer adds its group options.
+	ClientOpts []kgo.Opt
+	// Group is the consumer group; Topic the full topic name. Both required.
+	Group string
+	Topic string
+	// Types, when not empty, are the event types accepted on Topic; others are malformed.
+	Types []string
+	// Handler applies each event. Required.
+	Handler Handler
+	// Seen filters events whose id had its effect already; nil handles every delivery.
+	Seen Seen
+	// MaxAttempts of the handler per event before it goes to the dead-letter topic; 5 when zero.
+	MaxAttempts int
+	// Backoff before the first retry, doubled per attempt up to MaxBackoff; 100 ms and 5 s
+	// when zero.
+	Backoff, MaxBackoff time.Duration
+	// MaxBatch is the most records handled between two commits; 500 when zero.
+	MaxBatch int
+	// Logger and Registerer: nil discards logs and registers no metrics.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+func (c *ConsumerConfig) defaults() error {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Backoff == 0 {
+		c.Backoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 500
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch {
+	case c.Group == "":
+		return pulse.FieldErrorf(pulse.EINVALID, "group", "events: consumer: group is required")
+	case c.Topic == "":
+		return pulse.FieldErrorf(pulse.EINVALID, "topic", "events: consumer: topic is required")
+	case c.Handler == nil:
+		return pulse.FieldErrorf(pulse.EINVALID, "handler", "events: consumer: handler is required")
+	case c.MaxAttempts < 1:
+		return pulse.FieldErrorf(pulse.EINVALID, "max_attempts", "events: consumer: got %d max attempts, want at least 1", c.MaxAttempts)
+	case c.Backoff < 0 || c.MaxBackoff < c.Backoff:
+		return pulse.FieldErrorf(pulse.EINVALID, "backoff", "events: consumer: want 0 <= backoff <= max backoff")
+	case c.MaxBatch < 1:
+		return pulse.FieldErrorf(pulse.EINVALID, "max_batch", "events: consumer: got max batch %d, want at least 1", c.MaxBatch)
+	}
+	for _, t := range c.Types {
+		if TopicOf(t) == "" {
+			return pulse.FieldErrorf(pulse.EINVALID, "types", "events: consumer: unknown event type %q", t)
+		}
+	}
+	return nil
+}
+
+// Consumer runs a Handler for every event on one topic as a member of a consumer group.
+//
+// Records are processed in order per partition. Offsets are committed explicitly after each
+// batch, and only past records whose handler returned nil, that were duplicates, or that
+// went to the dead-letter topic (acknowledged by the broker): a crash redelivers the rest.
+// Malformed records go to the topic's dead-letter topic (DLQTopic) with a DeadLetter value;
+// failing handlers are retried with backoff, then dead-lettered. Nothing is skipped silently.
+type Consumer struct {
+	cfg    ConsumerConfig
+	client *kgo.Client
+	m      *metrics
+	// per-record counters, bound to this consumer's labels once
+	consumed, handled, duplicates prometheus.Counter
+
+	pollCtx    context.Context // canceled by Stop: no new batches
+	stopPoll   context.CancelFunc
+	workCtx    context.Context // canceled when stopping must not wait any longer
+	cancelWork context.CancelFunc
+	done       chan struct{}
+	runErr     error
+
+	mu      sync.Mutex
+	aborted bool // close without committing (tests simulate a crash)
+}
+
+// NewConsumer validates cfg and connects a group client; call Start to consume.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	opts := append(slices.Clone(cfg.ClientOpts),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("events: consumer %s on %s: %w", cfg.Group, cfg.Topic, err)
+	}
+	m := newMetrics(cfg.Registerer)
+	return &Consumer{
+		cfg: cfg, client: client, m: m, done: make(chan struct{}),
+		consumed:   m.consumed.WithLabelValues(cfg.Topic, cfg.Group),
+		handled:    m.handled.WithLabelValues(cfg.Topic, cfg.Group),
+		duplicates: m.duplicates.WithLabelValues(cfg.Topic, cfg.Group),
+	}, nil
+}
+
+// Start begins consuming in a goroutine. ctx bounds the whole run: canceling it stops the
+// consumer without waiting for the in-flight handler.
+func (c *Consumer) Start(ctx context.Context) error {
+	if c.pollCtx != nil {
+		return pulse.Errorf(pulse.ECONFLICT, "events: consumer %s started twice", c.cfg.Group)
+	}
+	c.workCtx, c.cancelWork = context.WithCancel(ctx)
+	c.pollCtx, c.stopPoll = context.WithCancel(c.workCtx)
+	go func() {
+		defer close(c.done)
+		c.runErr = c.run()
+	}()
+	return nil
+}
+
+// Stop stops gracefully: no new batch is fetched, the in-flight batch is finished (a record
+// still being retried is left for redelivery), its offsets are committed and the consumer
+// leaves the group. When ctx expires first, the in-flight handler's context is canceled.
+func (c *Consumer) Stop(ctx context.Context) error {
+	if c.pollCtx == nil {
+		c.client.Close()
+		return nil
+	}
+	c.stopPoll()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		c.cancelWork()
+		<-c.done
+	}
+	c.cancelWork()
+	return c.runErr
+}
+
+// abort simulates a crash: the in-flight handler's context is canceled and the client is
+// closed without committing anything more.
+func (c *Consumer) abort() {
+	c.mu.Lock()
+	c.aborted = true
+	c.mu.Unlock()
+	c.cancelWork()
+	<-c.done
+}
+
+func (c *Consumer) isAborted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aborted
+}
+
+// errStopping means the record was not finished because the consumer is stopping.
+var errStopping = errors.New("events: consumer stopping")
+
+func (c *Consumer) run() error {
+	defer c.client.CloseAllowingRebalance()
+	log := c.cfg.Logger.With("group", c.cfg.Group, "topic", c.cfg.Topic)
+	done := make([]*kgo.Record, 0, c.cfg.MaxBatch)
+	for {
+		fetches := c.client.PollRecords(c.pollCtx, c.cfg.MaxBatch)
+		if fetches.IsClientClosed() || c.pollCtx.Err() != nil && fetches.NumRecords() == 0 {
+			return nil
+		}
+		failed := false
+		fetches.EachError(func(_ string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				failed = true
+				log.Warn("fetch failed", "partition", p, "err", err)
+			}
+		})
+		if failed && fetches.NumRecords() == 0 {
+			// e.g. the broker is unreachable or refuses us: do not spin.
+			c.client.AllowRebalance()
+			if !c.sleep(c.cfg.MaxBackoff) {
+				return nil
+			}
+			continue
+		}
+		done = done[:0]
+		var stopErr error
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				last := p.Records[len(p.Records)-1].Offset
+				c.m.lag.WithLabelValues(c.cfg.Topic, c.cfg.Group, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
+			}
+			if stopErr != nil {
+				return
+			}
+			for _, r := range p.Records {
+				c.consumed.Inc()
+				if err := c.process(r, log); err != nil {
+					stopErr = err
+					return
+				}
+				done = append(done, r)
+			}
+		})
+		if c.isAborted() {
+			return nil
+		}
+		if len(done) > 0 {
+			// Commit even while stopping, with a context of its own: the effects are durable.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 10*time.Second)
+			err := c.client.CommitRecords(cctx, done...)
+			cancel()
+			if err != nil {
+				// The records will be redelivered; the Seen filter makes that harmless.
+				log.Warn("commit failed", "records", len(done), "err", err)
+			}
+		}
+		c.client.AllowRebalance()
+		if stopErr != nil {
+			return nil
+		}
+	}
+}
+
+// process handles one record to the end: handled, duplicate, or dead-lettered. It returns
+// errStopping when the consumer stops first; the record is then not committed.
+func (c *Consumer) process(r *kgo.Record, log *slog.Logger) error {
+	ctx := c.workCtx
+	e, err := Parse(r.Value)
+	if err == nil && len(c.cfg.Types) > 0 && !slices.Contains(c.cfg.Types, e.Type) {
+		err = pulse.FieldErrorf(pulse.EUNPROCESSABLE, "type", "attribute \"type\": got %q, want one of %q on topic %s", e.Type, c.cfg.Types, c.cfg.Topic)
+	}
+	if err != nil {
+		return c.deadLetter(r, ReasonMalformed, "", 0, err, log)
+	}
+	var herr error
+	for attempt := 1; ; attempt++ {
+		if c.pollCtx.Err() != nil && attempt > 1 {
+			return errStopping // stopping: leave a failing record for redelivery
+		}
+		herr = c.handleOnce(ctx, e)
+		if herr == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return errStopping
+		}
+		c.m.handlerErrors.WithLabelValues(c.cfg.Topic, c.cfg.Group).Inc()
+		code := pulse.ErrorCode(herr)
+		if code == pulse.EINVALID || code == pulse.EUNPROCESSABLE {
+			return c.deadLetter(r, ReasonRejected, e.ID, attempt, herr, log)
+		}
+		if attempt >= c.cfg.MaxAttempts {
+			return c.deadLetter(r, ReasonHandler, e.ID, attempt, herr, log)
+		}
+		log.Warn("handler failed; retrying", "id", e.ID, "type", e.Type, "attempt", attempt, "err", herr)
+		if !c.sleep(c.backoff(attempt)) {
+			return errStopping
+		}
+	}
+}
+
+// handleOnce runs the handler unless the event was seen, and marks it after success.
+func (c *Consumer) handleOnce(ctx context.Context, e Event) error {
+	if c.cfg.Seen != nil {
+		seen, err := c.cfg.Seen.Seen(ctx, e.ID)
+		if err != nil {
+			return fmt.Errorf("events: seen %s: %w", e.ID, err)
+		}
+		if seen {
+			c.duplicates.Inc()
+			return nil
+		}
+	}
+	if err := c.callHandler(ctx, e); err != nil {
+		return err
+	}
+	c.handled.Inc()
+	if c.cfg.Seen != nil {
+		if err := c.cfg.Seen.Mark(ctx, e.ID); err != nil {
+			// The effect is durable; a redelivery would repeat it unless the store's
+			// handler is idempotent itself. Retrying the handler here would repeat it now.
+			c.cfg.Logger.Warn("marking event seen failed", "id", e.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// callHandler runs the handler, turning a panic into an error (retried, then dead-lettered)
+// so that one bad event cannot kill the process.
+func (c *Consumer) callHandler(ctx context.Context, e Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("events: handler panicked on %s: %v", e.ID, p)
+		}
+	}()
+	return c.cfg.Handler(ctx, e)
+}
+
+func (c *Consumer) backoff(attempt int) time.Duration {
+	d := c.cfg.Backoff
+	for i := 1; i < attempt && d < c.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.cfg.MaxBackoff)
+}
+
+// sleep waits d; false when the consumer stops meanwhile.
+func (c *Consumer) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.pollCtx.Done():
+		return false
+	}
+}
+
+// deadLetter produces r to the dead-letter topic with the reason and waits for the ack,
+// retrying with backoff: a record is committed only after its dead letter is durable.
+func (c *Consumer) deadLetter(r *kgo.Record, reason, eventID string, attempts int, cause error, log *slog.Logger) error {
+	dl := DeadLetter{
+		Reason:    reason,
+		Error:     cause.Error(),
+		Attempts:  attempts,
+		Group:     c.cfg.Group,
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       string(r.Key),
+		EventID:   eventID,
+		FailedAt:  time.Now().UTC(),
+	}
+	var pe *pulse.Error
+	if errors.As(cause, &pe) {
+		dl.Field = pe.Field
+	}
+	if utf8.Valid(r.Value) {
+		dl.Value = string(r.Value)
+	} else {
+		dl.ValueB64 = r.Value
+	}
+	v, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("events: dead letter: %w", err)
+	}
+	errText := dl.Error
+	if len(errText) > 1000 {
+		errText = errText[:1000]
+	}
+	out := &kgo.Record{
+		Topic: DLQTopic(r.Topic),
+		Key:   r.Key,
+		Value: v,
+		Headers: append(slices.Clone(r.Headers),
+			kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(errText)}),
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.client.ProduceSync(c.workCtx, out).FirstErr()
+		if err == nil {
+			break
+		}
+		if c.workCtx.Err() != nil {
+			return errStopping
+		}
+		log.Error("dead-letter produce failed; retrying", "offset", r.Offset, "partition", r.Partition, "attempt", attempt, "err", err)
+		if !c.sleep(c.backoff(attempt)) {
+			return errStopping
+		}
+	}
+	c.m.deadLettered.WithLabelValues(c.cfg.Topic, c.cfg.Group, reason).Inc()
+	log.Warn("record dead-lettered", "reason", reason, "partition", r.Partition, "offset", r.Offset, "err", cause)
+	return nil
+}
