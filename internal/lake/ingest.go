@@ -16,7 +16,8 @@ type IngestRecord struct {
 	Dataset    string    // partition column, not stored inside the file
 	ReceivedAt time.Time // stored in UTC with microsecond precision; its date is the partition
 	Source     string    // the CloudEvent source, e.g. a device
-	Record     []byte    // the record: a JSON object of column values, the label included when known
+	Record     []byte    // the record: a JSON object of column values
+	Label      []byte    // the observed outcome as a JSON value, when known; empty when not
 	// Partition and Offset locate the record in the ingest topic (-1 when it came another way),
 	// so that a consumer of the lake can tell how far the stream has been stored.
 	Partition int32
@@ -38,7 +39,7 @@ func (r *IngestRecord) validate(i int) error {
 }
 
 // An ingest record (tagIngest, version 1) is, in order: EventID, ReceivedAt as Unix
-// microseconds, Dataset, Source, Record, Partition, Offset.
+// microseconds, Dataset, Source, Record, Label, Partition, Offset.
 const (
 	tagIngest     = 2
 	ingestVersion = 1
@@ -51,6 +52,7 @@ func appendIngest(b []byte, r *IngestRecord) []byte {
 	b = appendString(b, r.Dataset)
 	b = appendString(b, r.Source)
 	b = appendBytes(b, r.Record)
+	b = appendBytes(b, r.Label)
 	b = binary.AppendVarint(b, int64(r.Partition))
 	b = binary.AppendVarint(b, r.Offset)
 	return b
@@ -63,6 +65,7 @@ type ingestRow struct {
 	ReceivedAt time.Time `parquet:"received_at,timestamp(microsecond:utc)"`
 	Source     string    `parquet:"source,dict"`
 	Record     string    `parquet:"record"`
+	Label      string    `parquet:"label"` // JSON text of the outcome; "" when not known
 	Partition  int32     `parquet:"kafka_partition"`
 	Offset     int64     `parquet:"kafka_offset"`
 }
@@ -85,6 +88,7 @@ func decodeIngest(p []byte) (partition, ingestRow, error) {
 	part.name = d.string()
 	r.Source = d.string()
 	r.Record = d.string()
+	r.Label = d.string()
 	r.Partition = int32(d.varint())
 	r.Offset = d.varint()
 	if d.err == nil && len(d.b) != 0 {

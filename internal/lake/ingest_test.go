@@ -20,7 +20,8 @@ func ingestRecords(n int, dataset string, at time.Time) []IngestRecord {
 			Dataset:    dataset,
 			ReceivedAt: at.Add(time.Duration(i) * time.Second),
 			Source:     fmt.Sprintf("bracelet-%d", i%3),
-			Record:     []byte(fmt.Sprintf(`{"age":%d,"thalach":%d,"num":%d}`, 40+i%30, 120+i%60, i%2)),
+			Record:     []byte(fmt.Sprintf(`{"age":%d,"thalach":%d}`, 40+i%30, 120+i%60)),
+			Label:      []byte(fmt.Sprint(i % 2)),
 			Partition:  int32(i % 2),
 			Offset:     int64(i),
 		}
@@ -81,7 +82,7 @@ func TestIngestTable(t *testing.T) {
 	}
 	for _, want := range append(a, b...) {
 		r := got[want.EventID]
-		if r.Record != string(want.Record) || r.Source != want.Source || !r.ReceivedAt.Equal(want.ReceivedAt) || r.Offset != want.Offset || r.Partition != want.Partition {
+		if r.Record != string(want.Record) || r.Label != string(want.Label) || r.Source != want.Source || !r.ReceivedAt.Equal(want.ReceivedAt) || r.Offset != want.Offset || r.Partition != want.Partition {
 			t.Errorf("event %s: got %+v, want %+v", want.EventID, r, want)
 		}
 	}
