@@ -34,7 +34,7 @@ func TestTrainAlgorithms(t *testing.T) {
 		{`{"dataset":"cleveland","target":"num > 0","algorithm":"logreg","seed":7,
 		   "search":{"method":"random","space":{"C":{"log_uniform":[0.001,10]},"penalty":{"choice":["l1","l2"]}},"trials":4}}`, "logreg"},
 	} {
-		r := s.postJSON("/v1/models/heart/train", tc.body)
+		r := s.postJSON("/v1/models/heart/train?wait=true", tc.body)
 		api.check(t, "POST", "/v1/models/{model}/train", r)
 		if r.status != 201 {
 			t.Fatalf("train %s: got %d %s", tc.algorithm, r.status, r.body)
@@ -77,7 +77,7 @@ func TestTrainAlgorithms(t *testing.T) {
 		`{"dataset":"cleveland","target":"num > 0","search":{"method":"grid","grid":{"C":[-1]}}}`,
 		`{"dataset":"cleveland","target":"num > 0","search":{"method":"sideways"}}`,
 	} {
-		r := s.postJSON("/v1/models/heart/train", body)
+		r := s.postJSON("/v1/models/heart/train?wait=true", body)
 		api.check(t, "POST", "/v1/models/{model}/train", r)
 		if r.status != 422 {
 			t.Errorf("train %s: got %d %s, want 422", body, r.status, r.body)

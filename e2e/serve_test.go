@@ -183,7 +183,7 @@ func TestServeExample(t *testing.T) {
 	api.check(t, "GET", "/v1/datasets/{dataset}", s.get("/v1/datasets/nope"))
 
 	// Train version 2 with other parameters; bad training requests name the field.
-	r = s.postJSON("/v1/models/heart-disease/train", `{"dataset":"cleveland","target":"num > 0","params":{"C":0.1},"seed":3}`)
+	r = s.postJSON("/v1/models/heart-disease/train?wait=true", `{"dataset":"cleveland","target":"num > 0","params":{"C":0.1},"seed":3}`)
 	api.check(t, "POST", "/v1/models/{model}/train", r)
 	if r.status != 201 {
 		t.Fatalf("train: got %d %s", r.status, r.body)
@@ -199,7 +199,7 @@ func TestServeExample(t *testing.T) {
 		{`{"dataset":"cleveland","target":"num > 0","params":{"C":"big"}}`, "params.C"},
 		{`{"dataset":"cleveland","target":"num > 0","seed":"x"}`, "seed"},
 	} {
-		r := s.postJSON("/v1/models/heart-disease/train", tc.body)
+		r := s.postJSON("/v1/models/heart-disease/train?wait=true", tc.body)
 		api.check(t, "POST", "/v1/models/{model}/train", r)
 		if r.status != 422 || r.json(t)["field"] != tc.field {
 			t.Errorf("train %s: got %d %s, want 422 naming %q", tc.body, r.status, r.body, tc.field)
@@ -307,6 +307,7 @@ func TestServeExample(t *testing.T) {
 	} {
 		mustContain(t, string(metrics.body), want)
 	}
+	checkJobRoutes(t, s, api) // e2e/jobs_test.go
 	api.coverage(t)
 
 	// Stop cleanly: every 200 answered is in the lake, once.

@@ -194,6 +194,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	seed := fs.Uint64("seed", 0, "random seed for splits")
 	holdout := fs.Float64("holdout", 0.2, "fraction of rows held out for evaluation")
 	folds := fs.Int("cv-folds", 10, "stratified cross-validation folds on the training split")
+	async := fs.Bool("async", false, "enqueue the training job and print its id instead of waiting")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -206,6 +207,17 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *features != "" {
 		req.Features = strings.Split(*features, ",")
+	}
+	if *async {
+		j, err := cf.client().TrainAsync(ctx, *model, req)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, j)
+		}
+		fmt.Fprintf(stdout, "job %d enqueued: follow it with `pulse jobs show %d`\n", j.ID, j.ID)
+		return nil
 	}
 	v, err := cf.client().Train(ctx, *model, req)
 	if err != nil {

@@ -19,8 +19,11 @@ Usage:
   pulse serve [flags]                      run the platform (embedded defaults: nothing to install)
   pulse datasets add FILE [flags]          register a CSV file as a dataset
   pulse datasets list | show REF           list datasets, show one (id, name or name@version)
+  pulse worker [--data-dir DIR | --database-url URL] [--concurrency N]
+                                           work training jobs (no HTTP) beside a pulse serve
   pulse train --model M --dataset D --target T [flags]
-                                           train a new model version
+                                           train a new model version (waits; --async prints the job)
+  pulse jobs list | show ID | cancel ID    list, inspect and cancel training jobs
   pulse models list | show MODEL [--version N]
   pulse alias MODEL ALIAS VERSION          point an alias (champion, challenger, ...) at a version
   pulse alias --delete MODEL ALIAS         remove an alias
@@ -59,6 +62,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		return m.Run(ctx)
+	case "worker":
+		m := NewWorkerMain(stderr)
+		if err := m.ParseFlags(rest); err != nil {
+			return err
+		}
+		return m.Run(ctx)
+	case "jobs":
+		return runJobs(ctx, rest, stdout, stderr)
 	case "datasets":
 		return runDatasets(ctx, rest, stdout, stderr)
 	case "train":

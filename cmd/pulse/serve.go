@@ -18,16 +18,19 @@ import (
 	"github.com/cloudmedical/pulse/internal/blobstore"
 	"github.com/cloudmedical/pulse/internal/example"
 	pulsehttp "github.com/cloudmedical/pulse/internal/http"
+	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/serving"
-	"github.com/cloudmedical/pulse/internal/sqlite"
 )
 
 // ServeConfig is the configuration of `pulse serve`, from flags and PULSE_* variables.
 type ServeConfig struct {
-	Addr        string
-	DataDir     string
+	Addr    string
+	DataDir string
+	// DatabaseURL, when set, keeps metadata and the job queue in PostgreSQL instead of
+	// SQLite files in the data dir.
+	DatabaseURL string
 	BlobURL     string
 	LakeURL     string
 	Example     string
@@ -37,6 +40,11 @@ type ServeConfig struct {
 	LogFormat   string
 	// ShutdownTimeout bounds the draining of requests in flight.
 	ShutdownTimeout time.Duration
+	// Workers is how many training jobs this process runs at once; 0 leaves them to
+	// `pulse worker` processes.
+	Workers int
+	// SchedulesFile is a JSON array of retraining schedules (see jobs.Schedule).
+	SchedulesFile string
 	// WALSegmentAge is how long scored records wait in the write-ahead log before they are
 	// compacted to Parquet.
 	WALSegmentAge time.Duration
@@ -50,7 +58,8 @@ type ServeMain struct {
 	stderr io.Writer
 	log    *slog.Logger
 
-	db     *sqlite.DB
+	db     metadataStore
+	jobs   *jobs.Service
 	blobs  *blobstore.Store
 	lakeSt *blobstore.Store
 	lake   *lake.Lake
@@ -69,6 +78,9 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	c := &m.Config
 	fs.StringVar(&c.Addr, "addr", envOr("PULSE_ADDR", "127.0.0.1:8080"), "listen address (env PULSE_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr("PULSE_DATA_DIR", "./pulse-data"), "where metadata, the write-ahead log and (by default) blobs and the lake live (env PULSE_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", envOr("PULSE_DATABASE_URL", ""), "PostgreSQL URL for metadata and the job queue, instead of SQLite files in the data dir (env PULSE_DATABASE_URL)")
+	fs.IntVar(&c.Workers, "workers", 2, "training jobs this process runs at once; 0 leaves them to `pulse worker` processes")
+	fs.StringVar(&c.SchedulesFile, "schedules", envOr("PULSE_SCHEDULES", ""), "JSON file of retraining schedules: [{\"model\",\"cron\",\"request\",\"gate\"}] (env PULSE_SCHEDULES); run where jobs are worked")
 	fs.StringVar(&c.BlobURL, "blob-url", envOr("PULSE_BLOB_URL", ""), "bucket URL for model artifacts: file:///dir, azblob://container, s3://bucket (env PULSE_BLOB_URL; default <data-dir>/blobs)")
 	fs.StringVar(&c.LakeURL, "lake-url", envOr("PULSE_LAKE_URL", ""), "bucket URL of the data lake (env PULSE_LAKE_URL; default <data-dir>/lake)")
 	fs.StringVar(&c.Example, "example", envOr("PULSE_EXAMPLE", ""), "set up an example on start: heart-disease (env PULSE_EXAMPLE)")
@@ -84,23 +96,15 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
+	if c.Workers < 0 {
+		return fmt.Errorf("serve: --workers %d: want 0 or more", c.Workers)
+	}
 	if c.Example != "" && c.Example != example.HeartDisease {
 		return fmt.Errorf("serve: --example %q: want %q", c.Example, example.HeartDisease)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", c.LogLevel)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.LogFormat {
-	case "text":
-		m.log = slog.New(slog.NewTextHandler(m.stderr, opts))
-	case "json":
-		m.log = slog.New(slog.NewJSONHandler(m.stderr, opts))
-	default:
-		return fmt.Errorf("serve: --log-format %q: want text or json", c.LogFormat)
-	}
-	return nil
+	var err error
+	m.log, err = newLogger("serve", c.LogLevel, c.LogFormat, m.stderr)
+	return err
 }
 
 // Run starts everything, blocks until ctx is done, then shuts down.
@@ -138,12 +142,13 @@ func (m *ServeMain) open(ctx context.Context) error {
 	if c.LakeURL == "" {
 		c.LakeURL = blobstore.FileURL(filepath.Join(dataDir, "lake"))
 	}
-	dbPath := filepath.Join(dataDir, "pulse.db")
 	walDir := filepath.Join(dataDir, "wal")
 
-	if m.db, err = sqlite.Open(ctx, dbPath, m.log); err != nil {
+	db, jcfg, dbPath, err := openMetadata(ctx, dataDir, c.DatabaseURL, m.log)
+	if err != nil {
 		return err
 	}
+	m.db = db
 	if m.blobs, err = blobstore.Open(ctx, c.BlobURL); err != nil {
 		return fmt.Errorf("serve: blob store: %w", err)
 	}
@@ -181,8 +186,22 @@ func (m *ServeMain) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	jcfg.Registry = reg
+	jcfg.Workers = c.Workers
+	if c.SchedulesFile != "" {
+		if jcfg.Schedules, err = jobs.LoadSchedules(c.SchedulesFile); err != nil {
+			return err
+		}
+		if c.Workers == 0 {
+			m.log.Warn("--schedules is ignored with --workers 0: give it to a pulse worker")
+		}
+	}
+	jcfg.Logger = m.log.With("component", "jobs")
+	if m.jobs, err = jobs.Open(ctx, jcfg); err != nil {
+		return err
+	}
 	m.log.Info("pulse starting", "version", Version, "commit", gitCommit(), "data_dir", dataDir, "metadata", dbPath,
-		"blobs", c.BlobURL, "lake", c.LakeURL, "wal", walDir)
+		"blobs", c.BlobURL, "lake", c.LakeURL, "wal", walDir, "workers", c.Workers)
 
 	var champion string
 	if c.Example == example.HeartDisease {
@@ -205,6 +224,7 @@ func (m *ServeMain) open(ctx context.Context) error {
 		Addr:     c.Addr,
 		Registry: reg,
 		Scorer:   scorer,
+		Jobs:     m.jobs,
 		Ready: func(ctx context.Context) error {
 			return m.db.Ping(ctx)
 		},
@@ -252,6 +272,15 @@ func (m *ServeMain) Close() error {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
 		dcancel()
+	}
+	if m.jobs != nil {
+		// Trainings in flight get the shutdown timeout to finish; then they are cancelled and
+		// return to the queue.
+		jctx, jcancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
+		if err := m.jobs.Close(jctx); err != nil {
+			errs = append(errs, err)
+		}
+		jcancel()
 	}
 	if m.lake != nil {
 		if err := m.lake.Close(ctx); err != nil {

@@ -46,9 +46,16 @@ func (e *Error) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, contentType string, body io.Reader, out any) error {
+	_, err := c.send(ctx, method, path, contentType, body, out)
+	return err
+}
+
+// send makes a request, decodes a successful answer into out (*[]byte takes it raw) and
+// returns its status; an error status becomes an *Error.
+func (c *Client) send(ctx context.Context, method, path string, contentType string, body io.Reader, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
-		return fmt.Errorf("client: %w", err)
+		return 0, fmt.Errorf("client: %w", err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -58,12 +65,12 @@ func (c *Client) do(ctx context.Context, method, path string, contentType string
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return 0, fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("client: read response: %w", err)
+		return 0, fmt.Errorf("client: read response: %w", err)
 	}
 	if resp.StatusCode >= 400 {
 		e := &Error{Status: resp.StatusCode}
@@ -71,32 +78,38 @@ func (c *Client) do(ctx context.Context, method, path string, contentType string
 			e.Title = http.StatusText(resp.StatusCode)
 			e.Detail = strings.TrimSpace(string(data))
 		}
-		return e
+		return 0, e
 	}
 	switch o := out.(type) {
 	case nil:
-		return nil
+		return resp.StatusCode, nil
 	case *[]byte:
 		*o = data
-		return nil
+		return resp.StatusCode, nil
 	default:
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("client: decode response of %s %s: %w", method, path, err)
+			return 0, fmt.Errorf("client: decode response of %s %s: %w", method, path, err)
 		}
-		return nil
+		return resp.StatusCode, nil
 	}
 }
 
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.doStatus(ctx, method, path, in, out)
+	return err
+}
+
+// doStatus is doJSON that also returns the (successful) status.
+func (c *Client) doStatus(ctx context.Context, method, path string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("client: %w", err)
+			return 0, fmt.Errorf("client: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
-	return c.do(ctx, method, path, "application/json", body, out)
+	return c.send(ctx, method, path, "application/json", body, out)
 }
 
 // DatasetOptions declare what schema inference cannot know about a CSV file.
@@ -159,10 +172,131 @@ type TrainRequest struct {
 	Search map[string]any `json:"search,omitempty"`
 }
 
-// Train trains a new version of model and waits for it.
+// Train trains a new version of model and waits for it. A server that queues training runs
+// it as a job and answers when the job is done; if an attempt fails on an infrastructure
+// error and the job will be retried, Train returns a *JobPendingError naming the job.
 func (c *Client) Train(ctx context.Context, model string, req TrainRequest) (*pulse.ModelVersion, error) {
+	var raw []byte
+	status, err := c.doStatus(ctx, http.MethodPost, "/v1/models/"+url.PathEscape(model)+"/train?wait=true", req, &raw)
+	if err != nil {
+		return nil, err
+	}
+	if status == http.StatusAccepted {
+		var j Job
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("client: decode job: %w", err)
+		}
+		return nil, &JobPendingError{Job: &j}
+	}
 	var v pulse.ModelVersion
-	return &v, c.doJSON(ctx, http.MethodPost, "/v1/models/"+url.PathEscape(model)+"/train", req, &v)
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("client: decode version: %w", err)
+	}
+	return &v, nil
+}
+
+// JobPendingError says that a training job has not finished: an attempt failed and it will
+// run again.
+type JobPendingError struct {
+	Job *Job
+}
+
+func (e *JobPendingError) Error() string {
+	msg := fmt.Sprintf("training job %d is %s", e.Job.ID, e.Job.State)
+	if n := len(e.Job.Errors); n > 0 {
+		msg += fmt.Sprintf(" after attempt %d failed: %s", e.Job.Errors[n-1].Attempt, e.Job.Errors[n-1].Error)
+	}
+	return msg + fmt.Sprintf("; follow it with `pulse jobs show %d`", e.Job.ID)
+}
+
+// TrainAsync enqueues the training of a new version of model and returns the job at once.
+func (c *Client) TrainAsync(ctx context.Context, model string, req TrainRequest) (*Job, error) {
+	var j Job
+	status, err := c.doStatus(ctx, http.MethodPost, "/v1/models/"+url.PathEscape(model)+"/train", req, &j)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusAccepted {
+		return nil, fmt.Errorf("client: train: got status %d, want 202 (does this server queue training?)", status)
+	}
+	return &j, nil
+}
+
+// Job is a queued job (training) as the server shows it.
+type Job struct {
+	ID          int64          `json:"id"`
+	Kind        string         `json:"kind"`
+	State       string         `json:"state"`
+	Model       string         `json:"model,omitempty"`
+	Trigger     string         `json:"trigger,omitempty"`
+	RequestedBy string         `json:"requested_by,omitempty"`
+	EventID     string         `json:"event_id,omitempty"`
+	Attempt     int            `json:"attempt"`
+	MaxAttempts int            `json:"max_attempts"`
+	CreatedAt   time.Time      `json:"created_at"`
+	ScheduledAt time.Time      `json:"scheduled_at"`
+	AttemptedAt *time.Time     `json:"attempted_at,omitempty"`
+	AttemptedBy []string       `json:"attempted_by"`
+	FinalizedAt *time.Time     `json:"finalized_at,omitempty"`
+	Request     map[string]any `json:"request,omitempty"`
+	Errors      []struct {
+		Attempt int       `json:"attempt"`
+		At      time.Time `json:"at"`
+		Error   string    `json:"error"`
+	} `json:"errors"`
+	Logs []struct {
+		Attempt int    `json:"attempt"`
+		Log     string `json:"log"`
+	} `json:"logs"`
+	Progress   string `json:"progress"`
+	Version    int    `json:"version,omitempty"`
+	VersionURL string `json:"version_url,omitempty"`
+	Problem    *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+		Row     int    `json:"row,omitempty"`
+	} `json:"problem,omitempty"`
+}
+
+// JobFilter selects jobs to list; zero fields select all.
+type JobFilter struct {
+	State, Model, Kind string
+	Limit              int
+}
+
+// Jobs lists jobs, newest first.
+func (c *Client) Jobs(ctx context.Context, f JobFilter) ([]*Job, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"state": f.State, "model": f.Model, "kind": f.Kind} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	path := "/v1/jobs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out struct {
+		Jobs []*Job `json:"jobs"`
+	}
+	return out.Jobs, c.doJSON(ctx, http.MethodGet, path, nil, &out)
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, id int64) (*Job, error) {
+	var j Job
+	return &j, c.doJSON(ctx, http.MethodGet, "/v1/jobs/"+strconv.FormatInt(id, 10), nil, &j)
+}
+
+// CancelJob cancels a job and returns it as it is then (a running job ends as cancelled
+// shortly after).
+func (c *Client) CancelJob(ctx context.Context, id int64) (*Job, error) {
+	var j Job
+	return &j, c.doJSON(ctx, http.MethodPost, "/v1/jobs/"+strconv.FormatInt(id, 10)+"/cancel", nil, &j)
 }
 
 // Models lists every model.

@@ -335,6 +335,15 @@ func (s *Server) train(w http.ResponseWriter, r *http.Request) {
 	if t := r.Header.Get("X-Pulse-Trigger"); t == "cli" {
 		req.Trigger = t
 	}
+	wait, err := queryBool(r, "wait")
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if s.cfg.Jobs != nil {
+		s.trainJob(w, r, r.PathValue("model"), req, wait)
+		return
+	}
 	v, err := s.cfg.Registry.Train(r.Context(), r.PathValue("model"), req)
 	if err != nil {
 		writeError(w, r, s.log, err)

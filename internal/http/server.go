@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/serving"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	Addr     string
 	Registry *registry.Service
 	Scorer   *serving.Scorer
+	// Jobs, when set, runs training as jobs: POST /v1/models/{model}/train answers 202 with
+	// the job (or waits for it with ?wait=true), and the /v1/jobs routes work. Without it,
+	// training runs within the request.
+	Jobs *jobs.Service
 	// Ready reports whether the dependencies can serve (metadata store, lake); nil means ready.
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -104,6 +109,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/models/{model}/aliases/{alias}", s.setAlias)
 	mux.HandleFunc("DELETE /v1/models/{model}/aliases/{alias}", s.deleteAlias)
 	mux.HandleFunc("POST /v1/models/{model}/predict", s.predict)
+
+	mux.HandleFunc("GET /v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancelJob)
 
 	mux.HandleFunc("/", s.notFound)
 	return s.chain(mux)

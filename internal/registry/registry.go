@@ -45,6 +45,16 @@ type Config struct {
 	MaxDatasetBytes int64
 	// Now returns the current time (default time.Now); tests may fix it.
 	Now func() time.Time
+	// Notifier, when set, hears of every registered version and moved alias (pulse serve
+	// publishes them on the model.events topic).
+	Notifier Notifier
+}
+
+// Notifier receives the registry's domain events after they are stored. It must not block:
+// a slow or failing notifier does not fail the operation.
+type Notifier interface {
+	VersionRegistered(ctx context.Context, v *pulse.ModelVersion)
+	AliasMoved(ctx context.Context, model, alias string, version, previous int)
 }
 
 // Service is the registry. Its methods are safe for concurrent use.
@@ -357,6 +367,9 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	s.loaded.Store(versionKey{model, v.Version}, &Loaded{Version: v, Model: res.Model})
 	s.log.Info("model version registered", "model", model, "version", v.Version, "algorithm", v.Algorithm,
 		"dataset", d.ID, "artifact", key, "holdout_roc_auc", rocAUC(v.Metrics.Holdout), "cv_roc_auc", cvAUC(v.Metrics.CV))
+	if s.cfg.Notifier != nil {
+		s.cfg.Notifier.VersionRegistered(ctx, v)
+	}
 	if v.Version == 1 {
 		if _, err := s.SetAlias(ctx, model, pulse.AliasChampion, 1); err != nil {
 			return nil, err
@@ -418,6 +431,9 @@ func (s *Service) SetAlias(ctx context.Context, model, alias string, version int
 	}
 	s.setAliasCache(model, alias, version)
 	s.log.Info("alias moved", "model", model, "alias", alias, "version", version, "previous", prev)
+	if s.cfg.Notifier != nil {
+		s.cfg.Notifier.AliasMoved(ctx, model, alias, version, prev)
+	}
 	return prev, nil
 }
 

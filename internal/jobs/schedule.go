@@ -1,0 +1,170 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/robfig/cron/v3"
+
+	"github.com/cloudmedical/pulse/internal/pulse"
+	"github.com/cloudmedical/pulse/internal/registry"
+)
+
+// Schedule retrains a model periodically: a train job with trigger "schedule" at every time
+// its cron expression names, gated against the champion when Gate is set.
+type Schedule struct {
+	Model string `json:"model"`
+	// Cron is a standard five-field cron expression ("0 3 * * *") or a descriptor ("@daily",
+	// "@every 6h"), in UTC.
+	Cron string `json:"cron"`
+	// Request is the training request. Its dataset names the data window: a dataset name
+	// resolves to the name's latest version when the job runs, so retraining picks up the
+	// newest registered data.
+	Request registry.TrainRequest `json:"request"`
+	// Gate decides whether the new version replaces the champion; without it the new
+	// version gets no alias (except a model's first, which becomes champion).
+	Gate *Gate `json:"gate,omitempty"`
+	// RunOnStart also enqueues a job when the schedule starts (on the leader).
+	RunOnStart bool `json:"run_on_start,omitempty"`
+}
+
+// Gate is a champion/challenger rule: the new version becomes champion when its metric beats
+// the champion's by at least MinGain, and challenger otherwise. Metrics are the
+// cross-validation means when both versions have them, else the holdout's; a version with
+// neither is never promoted over a champion.
+type Gate struct {
+	// Metric is roc_auc (the default), accuracy, f1, log_loss or brier; the last two are
+	// better when lower.
+	Metric string `json:"metric,omitempty"`
+	// MinGain is the improvement required (in the metric's units, e.g. 0.01 of ROC AUC); it
+	// may be negative to tolerate a small loss.
+	MinGain float64 `json:"min_gain"`
+}
+
+// GateDecision records what a gate decided.
+type GateDecision struct {
+	Metric          string  `json:"metric"`
+	Source          string  `json:"source"` // cv, holdout, or none (the version has neither)
+	Value           float64 `json:"value"`
+	ChampionVersion int     `json:"champion_version,omitempty"`
+	ChampionValue   float64 `json:"champion_value,omitempty"`
+	// Alias is the alias the new version got: champion or challenger.
+	Alias string `json:"alias"`
+}
+
+var lowerIsBetter = map[string]bool{"log_loss": true, "brier": true}
+
+func (g *Gate) validate() error {
+	switch g.Metric {
+	case "":
+		g.Metric = "roc_auc"
+	case "roc_auc", "accuracy", "f1", "log_loss", "brier":
+	default:
+		return pulse.FieldErrorf(pulse.EINVALID, "gate.metric", "gate.metric %q: want roc_auc, accuracy, f1, log_loss or brier", g.Metric)
+	}
+	return nil
+}
+
+// metric returns a version's value of the gate's metric and where it came from.
+func metric(v *pulse.ModelVersion, name string, useCV bool) (float64, string, bool) {
+	if useCV {
+		c := v.Metrics.CV
+		m := map[string]float64{"roc_auc": c.ROCAUC, "accuracy": c.Accuracy, "f1": c.F1, "log_loss": c.LogLoss, "brier": c.Brier}
+		return m[name], "cv", true
+	}
+	h := v.Metrics.Holdout
+	if h == nil {
+		return 0, "none", false
+	}
+	m := map[string]float64{"roc_auc": h.ROCAUC, "accuracy": h.Accuracy, "f1": h.F1, "log_loss": h.LogLoss, "brier": h.Brier}
+	return m[name], "holdout", true
+}
+
+// applyGate moves the champion or challenger alias to v by g.
+func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion, g *Gate) (*GateDecision, error) {
+	d := &GateDecision{Metric: g.Metric}
+	// Ask the store, not the registry's cache: another process may have moved the alias.
+	m, err := reg.Model(ctx, v.Model)
+	if err != nil {
+		return nil, err
+	}
+	champ, ok := m.Aliases[pulse.AliasChampion]
+	if !ok || champ == v.Version {
+		d.Alias = pulse.AliasChampion
+		val, src, _ := metric(v, g.Metric, v.Metrics.CV != nil)
+		d.Value, d.Source = val, src
+		if champ != v.Version {
+			if _, err := reg.SetAlias(ctx, v.Model, pulse.AliasChampion, v.Version); err != nil {
+				return nil, err
+			}
+		}
+		return d, nil
+	}
+	cv, err := reg.Version(ctx, v.Model, champ)
+	if err != nil {
+		return nil, err
+	}
+	useCV := v.Metrics.CV != nil && cv.Metrics.CV != nil
+	nv, src, ok1 := metric(v, g.Metric, useCV)
+	ov, _, ok2 := metric(cv, g.Metric, useCV)
+	d.Value, d.Source, d.ChampionVersion, d.ChampionValue = nv, src, champ, ov
+	gain := nv - ov
+	if lowerIsBetter[g.Metric] {
+		gain = ov - nv
+	}
+	d.Alias = pulse.AliasChallenger
+	if ok1 && ok2 && gain >= g.MinGain {
+		d.Alias = pulse.AliasChampion
+	}
+	if _, err := reg.SetAlias(ctx, v.Model, d.Alias, v.Version); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// LoadSchedules reads a JSON array of schedules from a file.
+func LoadSchedules(path string) ([]Schedule, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: schedules: %w", err)
+	}
+	var ss []Schedule
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return nil, fmt.Errorf("jobs: schedules %s: %w", path, err)
+	}
+	return ss, nil
+}
+
+// periodicJobs turns schedules into River periodic jobs.
+func periodicJobs(schedules []Schedule) ([]*river.PeriodicJob, error) {
+	var out []*river.PeriodicJob
+	for i, s := range schedules {
+		where := fmt.Sprintf("schedule %d (model %q)", i+1, s.Model)
+		if !pulse.ValidName(s.Model) {
+			return nil, fmt.Errorf("jobs: %s: model name: want 1-64 characters of a-z, 0-9, '-', '_', '.'", where)
+		}
+		sched, err := cron.ParseStandard(s.Cron)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: %s: cron %q: %w", where, s.Cron, err)
+		}
+		if s.Gate != nil {
+			if err := s.Gate.validate(); err != nil {
+				return nil, fmt.Errorf("jobs: %s: %w", where, err)
+			}
+		}
+		args := TrainArgs{Model: s.Model, Request: s.Request, Trigger: "schedule", RequestedBy: "schedule " + s.Cron, Gate: s.Gate}
+		out = append(out, river.NewPeriodicJob(utcSchedule{sched}, func() (river.JobArgs, *river.InsertOpts) {
+			return args, nil
+		}, &river.PeriodicJobOpts{ID: "train:" + s.Model, RunOnStart: s.RunOnStart}))
+	}
+	return out, nil
+}
+
+// utcSchedule evaluates a cron schedule in UTC, whatever the machine's zone.
+type utcSchedule struct{ s cron.Schedule }
+
+func (u utcSchedule) Next(t time.Time) time.Time { return u.s.Next(t.UTC()) }
