@@ -67,7 +67,7 @@ func TestExampleDownloadsOnce(t *testing.T) {
 	// A failing download is a clear error, and the server does not start half-way.
 	failing := httptest.NewServer(http.NotFoundHandler())
 	defer failing.Close()
-	out, err := runPulse(t, elsewhere, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--example", "heart-disease", "--example-url", failing.URL+"/x")
+	out, err := runPulse(t, elsewhere, "serve", "--addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--example", "heart-disease", "--example-url", failing.URL+"/x")
 	if err == nil {
 		t.Fatalf("serve with an unreachable example download: got success, want an error\n%s", out)
 	}

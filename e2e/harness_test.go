@@ -70,7 +70,8 @@ var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // listens. The process is killed when the test ends if it still runs.
 func startServer(t *testing.T, dataDir string, dir string, args ...string) *server {
 	t.Helper()
-	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "debug"}, args...)
+	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "debug",
+		"--kafka-addr", "127.0.0.1:0"}, args...) // the embedded broker on a free port
 	cmd := exec.Command(pulseBin, all...)
 	cmd.Dir = dir
 	s := &server{t: t, cmd: cmd, dataDir: dataDir, stdout: &lockedBuffer{}, done: make(chan error, 1)}

@@ -34,6 +34,9 @@ func TestServeExample(t *testing.T) {
 	api.check(t, "GET", "/openapi.json", doc)
 	api.check(t, "GET", "/healthz", s.get("/healthz"))
 	api.check(t, "GET", "/readyz", s.get("/readyz"))
+	asyncAPI := s.get("/asyncapi.json")
+	api.check(t, "GET", "/asyncapi.json", asyncAPI)
+	mustContain(t, string(asyncAPI.body), `"pulse.train.requests"`)
 
 	// The example registered the dataset and trained version 1 as champion.
 	r := s.get("/v1/models")

@@ -26,6 +26,8 @@ import (
 
 // ServeConfig is the configuration of `pulse serve`, from flags and PULSE_* variables.
 type ServeConfig struct {
+	// Events configures the event backbone (Kafka, or the embedded broker).
+	Events  EventsConfig
 	Addr    string
 	DataDir string
 	// DatabaseURL, when set, keeps metadata and the job queue in PostgreSQL instead of
@@ -58,12 +60,15 @@ type ServeMain struct {
 	stderr io.Writer
 	log    *slog.Logger
 
-	db     metadataStore
-	jobs   *jobs.Service
-	blobs  *blobstore.Store
-	lakeSt *blobstore.Store
-	lake   *lake.Lake
-	server *pulsehttp.Server
+	db   metadataStore
+	jobs *jobs.Service
+	bus  *eventBus
+	// stopRefresh ends the loop that keeps aliases moved by other processes in sync.
+	stopRefresh context.CancelFunc
+	blobs       *blobstore.Store
+	lakeSt      *blobstore.Store
+	lake        *lake.Lake
+	server      *pulsehttp.Server
 }
 
 // NewServeMain returns a ServeMain with the defaults.
@@ -86,6 +91,7 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	fs.StringVar(&c.Example, "example", envOr("PULSE_EXAMPLE", ""), "set up an example on start: heart-disease (env PULSE_EXAMPLE)")
 	fs.StringVar(&c.ExampleData, "example-data", envOr("PULSE_EXAMPLE_DATA", ""), "local copy of the example's data file (env PULSE_EXAMPLE_DATA)")
 	fs.StringVar(&c.ExampleURL, "example-url", envOr("PULSE_EXAMPLE_URL", example.DefaultURL), "where to download the example's data when there is no local copy (env PULSE_EXAMPLE_URL)")
+	addEventFlags(fs, &c.Events)
 	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain requests in flight on shutdown")
@@ -166,17 +172,27 @@ func (m *ServeMain) open(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	reg, err := registry.New(ctx, registry.Config{
+	if m.bus, err = openEvents(ctx, c.Events, dataDir, m.log, metrics); err != nil {
+		return err
+	}
+	rcfg := registry.Config{
 		Store:        m.db,
 		Blobs:        m.blobs,
 		Lake:         m.lakeSt,
 		Logger:       m.log.With("component", "registry"),
 		PulseVersion: Version,
 		GitCommit:    gitCommit(),
-	})
+	}
+	if m.bus != nil {
+		rcfg.Notifier = m.bus
+	}
+	reg, err := registry.New(ctx, rcfg)
 	if err != nil {
 		return err
 	}
+	refreshCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopRefresh = stopRefresh
+	go refreshAliases(refreshCtx, reg, m.log)
 	scorer, err := serving.New(serving.Config{
 		Models:     reg,
 		Sink:       m.lake,
@@ -199,6 +215,13 @@ func (m *ServeMain) open(ctx context.Context) error {
 	jcfg.Logger = m.log.With("component", "jobs")
 	if m.jobs, err = jobs.Open(ctx, jcfg); err != nil {
 		return err
+	}
+	var asyncAPI []byte
+	if m.bus != nil {
+		if err := m.bus.startConsumers(ctx, reg, m.lake, m.jobs); err != nil {
+			return err
+		}
+		asyncAPI = m.bus.AsyncAPI()
 	}
 	m.log.Info("pulse starting", "version", Version, "commit", gitCommit(), "data_dir", dataDir, "metadata", dbPath,
 		"blobs", c.BlobURL, "lake", c.LakeURL, "wal", walDir, "workers", c.Workers)
@@ -225,6 +248,7 @@ func (m *ServeMain) open(ctx context.Context) error {
 		Registry: reg,
 		Scorer:   scorer,
 		Jobs:     m.jobs,
+		AsyncAPI: asyncAPI,
 		Ready: func(ctx context.Context) error {
 			return m.db.Ping(ctx)
 		},
@@ -243,6 +267,23 @@ func (m *ServeMain) open(ctx context.Context) error {
 	}
 	m.log.Info("listening", "addr", m.server.Addr(), "openapi", base+"/openapi.json", "metrics", base+"/metrics")
 	return nil
+}
+
+// refreshAliases keeps the aliases that other processes move (pulse worker, other servers)
+// in sync every two seconds, until ctx ends.
+func refreshAliases(ctx context.Context, reg *registry.Service, log *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := reg.RefreshAliases(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("refreshing aliases failed; serving the ones known", "err", err)
+			}
+		}
+	}
 }
 
 func round(f float64) float64 {
@@ -273,6 +314,14 @@ func (m *ServeMain) Close() error {
 		}
 		dcancel()
 	}
+	if m.stopRefresh != nil {
+		m.stopRefresh()
+	}
+	if m.bus != nil {
+		if err := m.bus.stopConsumers(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("events: %w", err))
+		}
+	}
 	if m.jobs != nil {
 		// Trainings in flight get the shutdown timeout to finish; then they are cancelled and
 		// return to the queue.
@@ -281,6 +330,11 @@ func (m *ServeMain) Close() error {
 			errs = append(errs, err)
 		}
 		jcancel()
+	}
+	if m.bus != nil {
+		if err := m.bus.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("events: %w", err))
+		}
 	}
 	if m.lake != nil {
 		if err := m.lake.Close(ctx); err != nil {

@@ -41,6 +41,14 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 	writeRawJSON(w, http.StatusOK, openAPI)
 }
 
+func (s *Server) asyncapi(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.AsyncAPI == nil {
+		writeError(w, r, s.log, pulse.Errorf(pulse.ENOTFOUND, "events are off on this server (--kafka-brokers off)"))
+		return
+	}
+	writeRawJSON(w, http.StatusOK, s.cfg.AsyncAPI)
+}
+
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, s.log, pulse.Errorf(pulse.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// (default 1 GiB).
 	MaxBodyBytes   int64
 	MaxUploadBytes int64
+	// AsyncAPI is the AsyncAPI document of the event backbone, served at /asyncapi.json;
+	// nil when events are off.
+	AsyncAPI []byte
 }
 
 // Server serves the API.
@@ -95,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /openapi.json", s.openapi)
+	mux.HandleFunc("GET /asyncapi.json", s.asyncapi)
 
 	mux.HandleFunc("POST /v1/datasets", s.createDataset)
 	mux.HandleFunc("GET /v1/datasets", s.listDatasets)

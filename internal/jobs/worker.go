@@ -35,6 +35,7 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 	a := job.Args
 	req := a.Request
 	req.Trigger = a.Trigger
+	req.JobID = job.ID // a retried attempt finds the version an earlier one registered
 	jl.Info("training", "model", a.Model, "dataset", req.Dataset, "target", req.Target, "algorithm", req.Algorithm, "attempt", job.Attempt)
 	v, err := w.svc.cfg.Registry.Train(ctx, a.Model, req)
 	if err == nil {

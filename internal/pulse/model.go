@@ -136,6 +136,9 @@ type Lineage struct {
 	DurationMS    float64        `json:"duration_ms"`
 	// Search records the hyperparameter search that chose Params, when one ran.
 	Search *Search `json:"search,omitempty"`
+	// JobID is the job that trained the version, when a job did: a retried job finds the
+	// version its earlier attempt registered instead of training another.
+	JobID int64 `json:"job_id,omitempty"`
 }
 
 // Search is a hyperparameter search by stratified cross-validation inside the training split.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// RefreshAliases reloads every alias from the store, so that a process sees the aliases that
+// other processes (workers, other servers) moved. pulse serve calls it every few seconds.
+func (s *Service) RefreshAliases(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reloadAliases(ctx)
 }
 
 func (s *Service) reloadAliases(ctx context.Context) error {
@@ -264,6 +273,10 @@ type TrainRequest struct {
 	// Search, when set, chooses params by stratified cross-validation inside the training split.
 	Search  *ml.SearchSpec `json:"search,omitempty"`
 	Trigger string         `json:"-"`
+	// JobID is the job asking, when one does. Training is then idempotent per job: if a
+	// version with this job id exists (an earlier attempt registered it and then died), it is
+	// returned instead of training again.
+	JobID int64 `json:"-"`
 }
 
 // Train trains a new version of model on a registered dataset, stores its artifact and
@@ -280,6 +293,11 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	}
 	if req.Algorithm == "" {
 		req.Algorithm = "logreg"
+	}
+	if req.JobID > 0 {
+		if v, err := s.versionOfJob(ctx, model, req.JobID); err != nil || v != nil {
+			return v, err
+		}
 	}
 	d, err := s.cfg.Store.FindDataset(ctx, req.Dataset)
 	if err != nil {
@@ -358,6 +376,7 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 			TrainedAt:     now,
 			DurationMS:    float64(took.Microseconds()) / 1000,
 			Search:        res.Search,
+			JobID:         req.JobID,
 		},
 		CreatedAt: now,
 	}
@@ -379,6 +398,24 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	return v, nil
 }
 
+// versionOfJob returns the version that job registered for model, or nil.
+func (s *Service) versionOfJob(ctx context.Context, model string, job int64) (*pulse.ModelVersion, error) {
+	vs, err := s.cfg.Store.ListVersions(ctx, model)
+	if pulse.ErrorCode(err) == pulse.ENOTFOUND {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].Lineage.JobID == job {
+			s.log.Info("job already registered its version; not training again", "model", model, "version", vs[i].Version, "job", job)
+			return vs[i], nil
+		}
+	}
+	return nil, nil
+}
+
 func rocAUC(m *pulse.EvalMetrics) float64 {
 	if m == nil {
 		return 0
@@ -393,9 +430,22 @@ func cvAUC(m *pulse.CVMetrics) float64 {
 	return m.ROCAUC
 }
 
-// Model returns a model with its aliases.
+// Model returns a model with its aliases, as stored, and brings the in-memory aliases of the
+// model up to date with them (another process may have moved one).
 func (s *Service) Model(ctx context.Context, name string) (*pulse.Model, error) {
-	return s.cfg.Store.GetModel(ctx, name)
+	m, err := s.cfg.Store.GetModel(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.aliases.Load()
+	if !maps.Equal(old[name], m.Aliases) {
+		next := maps.Clone(old)
+		next[name] = maps.Clone(m.Aliases)
+		s.aliases.Store(&next)
+	}
+	return m, nil
 }
 
 // Models lists every model.

@@ -688,3 +688,65 @@ func TestNewRequiresStores(t *testing.T) {
 		t.Error("New without stores: got no error")
 	}
 }
+
+// TestAliasesAcrossProcesses: a second Service on the same stores stands for another process
+// (a worker, another server). What it trains and moves is seen by the first one on the next
+// Model lookup (which serving does when an alias is unknown) and on RefreshAliases.
+func TestAliasesAcrossProcesses(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	register(t, e.svc, "heart", readCleveland(t))
+	other := e.fresh(t)
+	train(t, other, "hd", "heart", 7) // version 1, champion, registered by the other process
+	if _, ok := e.svc.Resolve("hd", pulse.AliasChampion); ok {
+		t.Fatal("the first process knows the other's champion without asking the store")
+	}
+	m, err := e.svc.Model(ctx, "hd")
+	if err != nil || m.Aliases[pulse.AliasChampion] != 1 {
+		t.Fatalf("Model: got %v %v", m, err)
+	}
+	if v, ok := e.svc.Resolve("hd", pulse.AliasChampion); !ok || v != 1 {
+		t.Errorf("Resolve after Model: got %d %v, want 1", v, ok)
+	}
+	train(t, other, "hd", "heart", 8)
+	if _, err := other.SetAlias(ctx, "hd", pulse.AliasChampion, 2); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := e.svc.Resolve("hd", pulse.AliasChampion); v != 1 {
+		t.Errorf("before refresh: got %d, want the stale 1", v)
+	}
+	if err := e.svc.RefreshAliases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := e.svc.Resolve("hd", pulse.AliasChampion); v != 2 {
+		t.Errorf("after RefreshAliases: got %d, want 2", v)
+	}
+}
+
+// TestTrainIdempotentPerJob: a retried job finds the version its earlier attempt registered.
+func TestTrainIdempotentPerJob(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	register(t, e.svc, "heart", readCleveland(t))
+	req := registry.TrainRequest{Dataset: "heart", Target: "num > 0", Seed: 1, CVFolds: 3, JobID: 42}
+	v1, err := e.svc.Train(ctx, "hd", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Lineage.JobID != 42 {
+		t.Errorf("lineage job id: got %d, want 42", v1.Lineage.JobID)
+	}
+	again, err := e.svc.Train(ctx, "hd", req)
+	if err != nil || again.Version != v1.Version || again.ArtifactSHA256 != v1.ArtifactSHA256 {
+		t.Fatalf("retried job: got version %v (err %v), want the same version %d", again, err, v1.Version)
+	}
+	req.JobID = 43
+	v2, err := e.svc.Train(ctx, "hd", req)
+	if err != nil || v2.Version != 2 {
+		t.Fatalf("another job: got %v %v, want version 2", v2, err)
+	}
+	vs, _ := e.svc.Versions(ctx, "hd")
+	if len(vs) != 2 {
+		t.Errorf("versions: got %d, want 2", len(vs))
+	}
+}

@@ -146,10 +146,14 @@ func (s *Scorer) resolve(ctx context.Context, req Request) (*registry.Loaded, st
 	}
 	v, ok := s.cfg.Models.Resolve(req.Model, alias)
 	if !ok {
-		if _, err := s.cfg.Models.Model(ctx, req.Model); err != nil {
+		// Not known here: another process may have trained the model or set the alias.
+		m, err := s.cfg.Models.Model(ctx, req.Model)
+		if err != nil {
 			return nil, "", err
 		}
-		return nil, "", pulse.FieldErrorf(pulse.ENOTFOUND, "alias", "model %q has no alias %q", req.Model, alias)
+		if v, ok = m.Aliases[alias]; !ok {
+			return nil, "", pulse.FieldErrorf(pulse.ENOTFOUND, "alias", "model %q has no alias %q", req.Model, alias)
+		}
 	}
 	l, err := s.cfg.Models.Load(ctx, req.Model, v)
 	return l, alias, err

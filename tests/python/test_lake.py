@@ -28,7 +28,7 @@ def served():
     assert binary, "PULSE_BIN must name a built pulse binary (the test script sets it)"
     data_dir = tempfile.mkdtemp(prefix="pulse-pytest-")
     proc = subprocess.Popen(
-        [binary, "serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir, "--example", "heart-disease",
+        [binary, "serve", "--addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--data-dir", data_dir, "--example", "heart-disease",
          "--example-data", str(SHARED)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = None

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudmedical/pulse/internal/events"
+	"github.com/cloudmedical/pulse/internal/jobs"
+	"github.com/cloudmedical/pulse/internal/kafka"
+	"github.com/cloudmedical/pulse/internal/lake"
+	"github.com/cloudmedical/pulse/internal/pulse"
+	"github.com/cloudmedical/pulse/internal/registry"
+)
+
+// EventsConfig is the event backbone's part of the configuration.
+type EventsConfig struct {
+	// Brokers is a comma-separated list of a Kafka cluster's brokers; empty starts the embedded
+	// broker; "off" runs without events.
+	Brokers       string
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
+	TLS           bool
+	TLSCAFile     string
+	TopicPrefix   string
+	// EmbeddedAddr is where the embedded broker listens ("127.0.0.1:0" picks a free port).
+	EmbeddedAddr string
+	Partitions   int
+}
+
+func addEventFlags(fs *flag.FlagSet, c *EventsConfig) {
+	fs.StringVar(&c.Brokers, "kafka-brokers", envOr("PULSE_KAFKA_BROKERS", ""), `Kafka brokers host:port,...; empty starts the embedded broker, "off" runs without events (env PULSE_KAFKA_BROKERS)`)
+	fs.StringVar(&c.SASLMechanism, "kafka-sasl-mechanism", envOr("PULSE_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env PULSE_KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&c.SASLUser, "kafka-sasl-user", envOr("PULSE_KAFKA_SASL_USER", ""), "SASL user (env PULSE_KAFKA_SASL_USER)")
+	fs.StringVar(&c.SASLPassword, "kafka-sasl-password", envOr("PULSE_KAFKA_SASL_PASSWORD", ""), "SASL password (env PULSE_KAFKA_SASL_PASSWORD)")
+	fs.BoolVar(&c.TLS, "kafka-tls", envOr("PULSE_KAFKA_TLS", "") == "true", "connect to the brokers over TLS (env PULSE_KAFKA_TLS=true)")
+	fs.StringVar(&c.TLSCAFile, "kafka-tls-ca-file", envOr("PULSE_KAFKA_TLS_CA_FILE", ""), "CA certificate file for the brokers' TLS (env PULSE_KAFKA_TLS_CA_FILE)")
+	fs.StringVar(&c.TopicPrefix, "kafka-topic-prefix", envOr("PULSE_KAFKA_TOPIC_PREFIX", kafka.DefaultTopicPrefix), "prefix of Pulse's topic names (env PULSE_KAFKA_TOPIC_PREFIX)")
+	fs.StringVar(&c.EmbeddedAddr, "kafka-addr", envOr("PULSE_KAFKA_ADDR", kafka.DefaultEmbeddedAddr), "listen address of the embedded Kafka-compatible broker (env PULSE_KAFKA_ADDR)")
+	fs.IntVar(&c.Partitions, "kafka-partitions", 3, "partitions of the topics Pulse creates")
+}
+
+// eventBus is the running event backbone of pulse serve: the connection (and the embedded
+// broker), the publisher of model events, and the consumers of ingest and train requests.
+type eventBus struct {
+	conn      *kafka.Conn
+	topics    events.Topics
+	pub       *events.Publisher
+	log       *slog.Logger
+	metrics   prometheus.Registerer
+	consumers []*events.Consumer
+}
+
+// openEvents connects to Kafka (or starts the embedded broker) and creates the topics. It
+// returns nil with no error when events are off.
+func openEvents(ctx context.Context, c EventsConfig, dataDir string, log *slog.Logger, metrics prometheus.Registerer) (*eventBus, error) {
+	if c.Brokers == "off" {
+		log.Info("events are off (--kafka-brokers off)")
+		return nil, nil
+	}
+	cfg := kafka.Config{
+		SASLMechanism: c.SASLMechanism, SASLUser: c.SASLUser, SASLPassword: c.SASLPassword,
+		TLS: c.TLS, TLSCAFile: c.TLSCAFile, TopicPrefix: c.TopicPrefix, ClientID: "pulse",
+	}
+	for _, b := range strings.Split(c.Brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.Brokers = append(cfg.Brokers, b)
+		}
+	}
+	if len(cfg.Brokers) > 0 {
+		if err := cfg.WithDefaults().Validate(); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
+	topics := events.Topics{Prefix: cfg.WithDefaults().TopicPrefix}
+	conn, err := kafka.Open(ctx, cfg, kafka.EmbeddedConfig{
+		Addr:    c.EmbeddedAddr,
+		DataDir: filepath.Join(dataDir, "kafka"),
+		Logger:  log.With("component", "kafka"),
+	}, topics.All(), int32(c.Partitions))
+	if err != nil {
+		return nil, fmt.Errorf("serve: kafka: %w", err)
+	}
+	b := &eventBus{conn: conn, topics: topics, log: log, metrics: metrics}
+	b.pub = events.NewPublisher(conn.Client, events.PublisherConfig{Logger: log.With("component", "events"), Registerer: metrics})
+	where := "cluster"
+	if conn.Embedded != nil {
+		where = "embedded broker"
+	}
+	log.Info("events ready", "brokers", strings.Join(conn.Config.Brokers, ","), "kind", where, "topic_prefix", topics.Prefix)
+	return b, nil
+}
+
+// Brokers is where clients reach the backbone.
+func (b *eventBus) Brokers() string { return strings.Join(b.conn.Config.Brokers, ",") }
+
+// AsyncAPI describes the topics and their messages.
+func (b *eventBus) AsyncAPI() []byte { return events.AsyncAPI(b.topics, b.conn.Config.Brokers[0]) }
+
+// publish sends an event of Pulse's own (fire and forget: failures are logged and counted).
+func (b *eventBus) publish(ctx context.Context, typ, subject string, data any) {
+	e, err := events.New("/pulse/serve", typ, subject, data)
+	if err != nil {
+		b.log.Error("event not built", "type", typ, "err", err)
+		return
+	}
+	b.pub.PublishAsync(context.WithoutCancel(ctx), b.topics.For(typ), e)
+}
+
+// VersionRegistered implements registry.Notifier.
+func (b *eventBus) VersionRegistered(ctx context.Context, v *pulse.ModelVersion) {
+	b.publish(ctx, events.TypeModelVersionRegistered, v.Model, map[string]any{
+		"model": v.Model, "version": v.Version, "algorithm": v.Algorithm, "dataset": v.Lineage.DatasetName,
+		"trigger": v.Lineage.Trigger, "metrics": v.Metrics, "created_at": v.CreatedAt.UTC().Format(time.RFC3339Nano),
+	})
+}
+
+// AliasMoved implements registry.Notifier.
+func (b *eventBus) AliasMoved(ctx context.Context, model, alias string, version, previous int) {
+	data := map[string]any{"model": model, "alias": alias, "version": version}
+	if previous > 0 {
+		data["previous_version"] = previous
+	}
+	b.publish(ctx, events.TypeModelAliasMoved, model, data)
+}
+
+// startConsumers starts the consumers of the ingest and train.requests topics.
+func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk *lake.Lake, js *jobs.Service) error {
+	known := &knownDatasets{reg: reg}
+	ingest := func(ctx context.Context, e events.Event) error {
+		var d struct {
+			Dataset string          `json:"dataset"`
+			Record  json.RawMessage `json:"record"`
+			Label   json.RawMessage `json:"label"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return pulse.Errorf(pulse.EUNPROCESSABLE, "ingest data: %v", err)
+		}
+		if err := known.check(ctx, d.Dataset); err != nil {
+			return err
+		}
+		label := d.Label
+		if string(label) == "null" {
+			label = nil
+		}
+		return lk.AppendIngest(ctx, lake.IngestRecord{
+			EventID: e.ID, Dataset: d.Dataset, ReceivedAt: time.Now().UTC(), Source: e.Source,
+			Record: d.Record, Label: label, Partition: -1, Offset: -1,
+		})
+	}
+	train := func(ctx context.Context, e events.Event) error {
+		var d struct {
+			Model string `json:"model"`
+			registry.TrainRequest
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return pulse.Errorf(pulse.EUNPROCESSABLE, "train request data: %v", err)
+		}
+		job, created, err := js.Enqueue(ctx, d.Model, d.TrainRequest, jobs.EnqueueOptions{Trigger: "event", RequestedBy: e.Source, EventID: e.ID})
+		if err != nil {
+			return err
+		}
+		b.log.Info("train request received as an event", "event", e.ID, "model", d.Model, "job", job.ID, "new", created)
+		return nil
+	}
+	for _, c := range []struct {
+		topic, typ, group string
+		handler           events.Handler
+	}{
+		{events.TopicIngest, events.TypeIngestRecord, "pulse-ingest", ingest},
+		{events.TopicTrainRequests, events.TypeTrainRequested, "pulse-train", train},
+	} {
+		cons, err := events.NewConsumer(events.ConsumerConfig{
+			ClientOpts: b.conn.Opts, Group: c.group, Topic: b.topics.Name(c.topic), Types: []string{c.typ},
+			Handler: c.handler, Seen: events.NewMemorySeen(100_000),
+			Logger: b.log.With("component", "events", "topic", c.topic), Registerer: b.metrics,
+		})
+		if err != nil {
+			return fmt.Errorf("serve: %s consumer: %w", c.topic, err)
+		}
+		if err := cons.Start(ctx); err != nil {
+			return fmt.Errorf("serve: %s consumer: %w", c.topic, err)
+		}
+		b.consumers = append(b.consumers, cons)
+	}
+	return nil
+}
+
+// stopConsumers finishes the batches in flight and commits them.
+func (b *eventBus) stopConsumers(ctx context.Context) error {
+	var errs []error
+	for _, c := range b.consumers {
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.consumers = nil
+	return errors.Join(errs...)
+}
+
+// Close flushes the publisher and closes the connection (and the embedded broker).
+func (b *eventBus) Close(ctx context.Context) error {
+	err := errors.Join(b.stopConsumers(ctx), b.pub.Flush(ctx))
+	b.conn.Close()
+	return err
+}
+
+// knownDatasets remembers which dataset names exist, so that an ingest record for a dataset
+// that was never registered is refused (dead-lettered) without a store lookup per record.
+type knownDatasets struct {
+	reg  *registry.Service
+	seen sync.Map
+}
+
+func (k *knownDatasets) check(ctx context.Context, name string) error {
+	if _, ok := k.seen.Load(name); ok {
+		return nil
+	}
+	if _, err := k.reg.Dataset(ctx, name); err != nil {
+		if pulse.ErrorCode(err) == pulse.ENOTFOUND {
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "dataset", "dataset %q is not registered", name)
+		}
+		return err
+	}
+	k.seen.Store(name, true)
+	return nil
+}

@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+var brokersRE = regexp.MustCompile(`msg="events ready" brokers=(\S+)`)
+
+// kcat runs Debian's kcat, an independent Kafka client, against the server's broker.
+func kcat(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kcat", args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func cloudEvent(t *testing.T, typ, subject string, data any) string {
+	t.Helper()
+	d, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`{"specversion":"1.0","id":"%s-%d","source":"/bracelet/gateway-1","type":"%s","subject":"%s","time":"%s","datacontenttype":"application/json","data":%s}`,
+		subject, time.Now().UnixNano(), typ, subject, time.Now().UTC().Format(time.RFC3339Nano), d)
+}
+
+// TestEventsThroughTheEmbeddedBroker: with nothing installed, pulse serve runs a Kafka-compatible
+// broker that an independent client (kcat) talks to: a train.requested event becomes a job and
+// a version, announced on model.events; ingest records land in the lake; a malformed event goes
+// to the dead-letter topic and the consumer keeps going.
+func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
+	dataDir := t.TempDir()
+	cwd, _ := os.Getwd()
+	s := startServer(t, dataDir, cwd, "--example", "heart-disease", "--example-data", filepath.Join(sharedData, "processed.cleveland.data"))
+	m := brokersRE.FindStringSubmatch(s.Logs())
+	if m == nil {
+		t.Fatalf("no broker address in the log")
+	}
+	broker := m[1]
+
+	// A malformed event first, then a good one: the consumer dead-letters the first and goes on.
+	kcat(t, "this is not a cloud event\n", "-b", broker, "-t", "pulse.train.requests", "-P")
+	kcat(t, cloudEvent(t, "com.cloudmedical.pulse.train.requested", "heart-disease",
+		map[string]any{"model": "heart-disease", "dataset": "heart-disease", "target": "num > 0", "algorithm": "gbdt", "seed": 3})+"\n",
+		"-b", broker, "-t", "pulse.train.requests", "-P")
+	waitFor(func() bool {
+		r := s.get("/v1/models/heart-disease/versions")
+		return len(r.json(t)["versions"].([]any)) == 2
+	})
+	v2 := s.get("/v1/models/heart-disease/versions/2").json(t)
+	if v2["algorithm"] != "gbdt" || v2["lineage"].(map[string]any)["trigger"] != "event" {
+		t.Errorf("version from the event: got algorithm %v trigger %v", v2["algorithm"], v2["lineage"].(map[string]any)["trigger"])
+	}
+	jobs := s.get("/v1/jobs?model=heart-disease").json(t)["jobs"].([]any)
+	if len(jobs) != 1 || jobs[0].(map[string]any)["trigger"] != "event" {
+		t.Errorf("jobs: got %v, want the one from the event", jobs)
+	}
+	dlq := kcat(t, "", "-b", broker, "-t", "pulse.train.requests.dlq", "-C", "-o", "beginning", "-e", "-q")
+	if !strings.Contains(dlq, "this is not a cloud event") {
+		t.Errorf("dead-letter topic: got %q, want the malformed record", dlq)
+	}
+	announced := kcat(t, "", "-b", broker, "-t", "pulse.model.events", "-C", "-o", "beginning", "-e", "-q")
+	for _, want := range []string{`"type":"com.cloudmedical.pulse.model.version_registered"`, `"version":2`, `"type":"com.cloudmedical.pulse.model.alias_moved"`} {
+		if !strings.Contains(announced, want) {
+			t.Errorf("model.events: want %s in\n%s", want, announced)
+		}
+	}
+
+	// Ingest records from a bracelet, one for a dataset that does not exist.
+	var batch bytes.Buffer
+	for i := range 5 {
+		batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "heart-disease", map[string]any{
+			"dataset": "heart-disease", "record": map[string]any{"age": 50 + i, "thalach": 150, "ca": nil}, "label": i % 2,
+		}) + "\n")
+	}
+	batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "nope", map[string]any{"dataset": "nope", "record": map[string]any{"age": 1}}) + "\n")
+	kcat(t, batch.String(), "-b", broker, "-t", "pulse.ingest", "-P")
+	waitFor(func() bool {
+		out, _ := exec.Command("kcat", "-b", broker, "-t", "pulse.ingest.dlq", "-C", "-o", "beginning", "-e", "-q").Output()
+		return strings.Contains(string(out), `not registered`) || strings.Contains(string(out), `"dataset":"nope"`)
+	})
+	s.stop()
+	files, _ := filepath.Glob(filepath.Join(dataDir, "lake", "ingest", "dataset=heart-disease", "*", "*.parquet"))
+	type row struct {
+		Record string `parquet:"record"`
+		Label  string `parquet:"label"`
+		Source string `parquet:"source"`
+	}
+	var rows []row
+	for _, f := range files {
+		rs, err := parquet.ReadFile[row](f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, rs...)
+	}
+	if len(rows) != 5 {
+		t.Fatalf("ingested rows in the lake: got %d, want 5", len(rows))
+	}
+	for _, r := range rows {
+		if !strings.Contains(r.Record, `"thalach":150`) || (r.Label != "0" && r.Label != "1") || r.Source != "/bracelet/gateway-1" {
+			t.Errorf("ingested row: got %+v", r)
+		}
+	}
+}
