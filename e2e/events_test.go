@@ -74,12 +74,18 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 	if !strings.Contains(dlq, "this is not a cloud event") {
 		t.Errorf("dead-letter topic: got %q, want the malformed record", dlq)
 	}
-	announced := kcat(t, "", "-b", broker, "-t", "pulse.model.events", "-C", "-o", "beginning", "-e", "-q")
-	for _, want := range []string{`"type":"com.cloudmedical.pulse.model.version_registered"`, `"version":2`, `"type":"com.cloudmedical.pulse.model.alias_moved"`} {
-		if !strings.Contains(announced, want) {
-			t.Errorf("model.events: want %s in\n%s", want, announced)
+	wants := []string{`"type":"com.cloudmedical.pulse.model.version_registered"`, `"version":2`, `"type":"com.cloudmedical.pulse.model.alias_moved"`,
+		`"type":"com.cloudmedical.pulse.job.started"`, `"type":"com.cloudmedical.pulse.job.succeeded"`}
+	var announced string
+	eventually(t, "model.events announces the version, the alias and the job", func() bool {
+		announced = kcat(t, "", "-b", broker, "-t", "pulse.model.events", "-C", "-o", "beginning", "-e", "-q")
+		for _, want := range wants {
+			if !strings.Contains(announced, want) {
+				return false
+			}
 		}
-	}
+		return true
+	}, func() string { return announced })
 
 	// Ingest records from a bracelet, one for a dataset that does not exist.
 	var batch bytes.Buffer
@@ -90,10 +96,12 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 	}
 	batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "nope", map[string]any{"dataset": "nope", "record": map[string]any{"age": 1}}) + "\n")
 	kcat(t, batch.String(), "-b", broker, "-t", "pulse.ingest", "-P")
-	waitFor(func() bool {
+	var dlqIngest string
+	eventually(t, "the ingest record for an unknown dataset is dead-lettered", func() bool {
 		out, _ := exec.Command("kcat", "-b", broker, "-t", "pulse.ingest.dlq", "-C", "-o", "beginning", "-e", "-q").Output()
-		return strings.Contains(string(out), `not registered`) || strings.Contains(string(out), `"dataset":"nope"`)
-	})
+		dlqIngest = string(out)
+		return strings.Contains(dlqIngest, `is not registered`) && strings.Contains(dlqIngest, `"reason":"rejected"`)
+	}, func() string { return dlqIngest })
 	s.stop()
 	files, _ := filepath.Glob(filepath.Join(dataDir, "lake", "ingest", "dataset=heart-disease", "*", "*.parquet"))
 	type row struct {

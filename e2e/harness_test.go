@@ -233,6 +233,19 @@ func countAcked(acked *sync.Map) int {
 	return n
 }
 
+// eventually polls cond until it holds, and fails the test naming what did not happen (with
+// what was last seen) if it does not within a minute: a bound on liveness, not a speed check.
+func eventually(t *testing.T, what string, cond func() bool, seen func() string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: did not happen within a minute; last seen:\n%s", what, seen())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitFor polls cond until it holds (the test's own timeout bounds it).
 func waitFor(cond func() bool) {
 	for !cond() {

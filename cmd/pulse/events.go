@@ -38,8 +38,15 @@ type EventsConfig struct {
 	Partitions   int
 }
 
-func addEventFlags(fs *flag.FlagSet, c *EventsConfig) {
-	fs.StringVar(&c.Brokers, "kafka-brokers", envOr("PULSE_KAFKA_BROKERS", ""), `Kafka brokers host:port,...; empty starts the embedded broker, "off" runs without events (env PULSE_KAFKA_BROKERS)`)
+// addEventFlags registers the event flags. A worker never starts the embedded broker: without
+// --kafka-brokers it runs without events (give it the broker pulse serve runs to have its
+// versions and jobs announced).
+func addEventFlags(fs *flag.FlagSet, c *EventsConfig, worker bool) {
+	if worker {
+		fs.StringVar(&c.Brokers, "kafka-brokers", envOr("PULSE_KAFKA_BROKERS", "off"), `Kafka brokers host:port,... where model and job events are published, e.g. the one pulse serve runs (127.0.0.1:9092); "off" publishes none (env PULSE_KAFKA_BROKERS)`)
+	} else {
+		fs.StringVar(&c.Brokers, "kafka-brokers", envOr("PULSE_KAFKA_BROKERS", ""), `Kafka brokers host:port,...; empty starts the embedded broker, "off" runs without events (env PULSE_KAFKA_BROKERS)`)
+	}
 	fs.StringVar(&c.SASLMechanism, "kafka-sasl-mechanism", envOr("PULSE_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env PULSE_KAFKA_SASL_MECHANISM)")
 	fs.StringVar(&c.SASLUser, "kafka-sasl-user", envOr("PULSE_KAFKA_SASL_USER", ""), "SASL user (env PULSE_KAFKA_SASL_USER)")
 	fs.StringVar(&c.SASLPassword, "kafka-sasl-password", envOr("PULSE_KAFKA_SASL_PASSWORD", ""), "SASL password (env PULSE_KAFKA_SASL_PASSWORD)")
@@ -234,4 +241,21 @@ func (k *knownDatasets) check(ctx context.Context, name string) error {
 	}
 	k.seen.Store(name, true)
 	return nil
+}
+
+// JobStarted implements jobs.Notifier.
+func (b *eventBus) JobStarted(ctx context.Context, id int64, kind string, attempt int, model string) {
+	b.publish(ctx, events.TypeJobStarted, model, map[string]any{"job_id": id, "kind": kind, "attempt": attempt, "model": model})
+}
+
+// JobSucceeded implements jobs.Notifier.
+func (b *eventBus) JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, version int) {
+	b.publish(ctx, events.TypeJobSucceeded, model, map[string]any{"job_id": id, "kind": kind, "attempt": attempt, "model": model,
+		"result": map[string]any{"model": model, "version": version}})
+}
+
+// JobFailed implements jobs.Notifier.
+func (b *eventBus) JobFailed(ctx context.Context, id int64, kind string, attempt int, model string, final bool, problem string) {
+	b.publish(ctx, events.TypeJobFailed, model, map[string]any{"job_id": id, "kind": kind, "attempt": attempt, "model": model,
+		"error": problem, "final": final})
 }

@@ -70,8 +70,10 @@ type WorkerConfig struct {
 	Concurrency int
 	// SchedulesFile is a JSON array of retraining schedules (see jobs.Schedule).
 	SchedulesFile string
-	LogLevel      string
-	LogFormat     string
+	// Events says where model and job events are published (off by default).
+	Events    EventsConfig
+	LogLevel  string
+	LogFormat string
 	// ShutdownTimeout is how long jobs in flight may run on after a stop signal before they
 	// are cancelled (they then run again on another worker).
 	ShutdownTimeout time.Duration
@@ -101,6 +103,7 @@ func (m *WorkerMain) ParseFlags(args []string) error {
 	fs.StringVar(&c.LakeURL, "lake-url", envOr("PULSE_LAKE_URL", ""), "bucket URL of the data lake (env PULSE_LAKE_URL; default <data-dir>/lake)")
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "how many jobs this worker runs at once")
 	fs.StringVar(&c.SchedulesFile, "schedules", envOr("PULSE_SCHEDULES", ""), "JSON file of retraining schedules: [{\"model\",\"cron\",\"request\",\"gate\"}] (env PULSE_SCHEDULES); the workers' leader enqueues each run once")
+	addEventFlags(fs, &c.Events, true)
 	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long jobs in flight may finish on shutdown before they are cancelled and requeued")
@@ -163,14 +166,31 @@ func (m *WorkerMain) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("worker: lake: %w", err)
 	}
 	closers = append(closers, lakeSt.Close)
-	reg, err := registry.New(ctx, registry.Config{
+	if c.Events.Brokers == "" {
+		c.Events.Brokers = "off" // a worker never starts a broker of its own
+	}
+	bus, err := openEvents(ctx, c.Events, dataDir, m.log, nil)
+	if err != nil {
+		return err
+	}
+	rcfg := registry.Config{
 		Store:        db,
 		Blobs:        blobs,
 		Lake:         lakeSt,
 		Logger:       m.log.With("component", "registry"),
 		PulseVersion: Version,
 		GitCommit:    gitCommit(),
-	})
+	}
+	if bus != nil {
+		closers = append(closers, func() error {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return bus.Close(cctx)
+		})
+		rcfg.Notifier = bus
+		jcfg.Notifier = bus
+	}
+	reg, err := registry.New(ctx, rcfg)
 	if err != nil {
 		return err
 	}

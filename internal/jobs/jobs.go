@@ -62,6 +62,16 @@ type Config struct {
 	// Schedules retrain models periodically. They run on the processes that work jobs
 	// (Workers > 0); River's leader among them enqueues each scheduled job once.
 	Schedules []Schedule
+	// Notifier, when set, hears when an attempt starts, succeeds or fails (pulse publishes
+	// these on the model.events topic). It must not block.
+	Notifier Notifier
+}
+
+// Notifier receives job lifecycle events.
+type Notifier interface {
+	JobStarted(ctx context.Context, id int64, kind string, attempt int, model string)
+	JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, version int)
+	JobFailed(ctx context.Context, id int64, kind string, attempt int, model string, final bool, problem string)
 }
 
 // Service enqueues, inspects, cancels and (with Workers > 0) works jobs.

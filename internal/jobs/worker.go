@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river/riverlog"
 
 	"github.com/cloudmedical/pulse/internal/pulse"
+	"github.com/cloudmedical/pulse/internal/registry"
 )
 
 // trainWorker works train jobs by calling the registry.
@@ -37,6 +38,26 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 	req.Trigger = a.Trigger
 	req.JobID = job.ID // a retried attempt finds the version an earlier one registered
 	jl.Info("training", "model", a.Model, "dataset", req.Dataset, "target", req.Target, "algorithm", req.Algorithm, "attempt", job.Attempt)
+	n := w.svc.cfg.Notifier
+	if n != nil {
+		n.JobStarted(ctx, job.ID, KindTrain, job.Attempt, a.Model)
+	}
+	v, err := w.work(ctx, jl, job, req)
+	if n != nil {
+		switch {
+		case err == nil:
+			n.JobSucceeded(ctx, job.ID, KindTrain, job.Attempt, a.Model, v)
+		default:
+			final := job.Attempt >= job.MaxAttempts || ctx.Err() != nil || permanent(pulse.ErrorCode(err))
+			n.JobFailed(ctx, job.ID, KindTrain, job.Attempt, a.Model, final, pulse.ErrorMessage(err))
+		}
+	}
+	return err
+}
+
+// work trains and records the outcome; it returns the version trained (0 when none).
+func (w *trainWorker) work(ctx context.Context, jl *slog.Logger, job *river.Job[TrainArgs], req registry.TrainRequest) (int, error) {
+	a := job.Args
 	v, err := w.svc.cfg.Registry.Train(ctx, a.Model, req)
 	if err == nil {
 		jl.Info("trained", "model", v.Model, "version", v.Version, "duration_ms", v.Lineage.DurationMS)
@@ -48,19 +69,19 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 			if gerr != nil {
 				jl.Error("gate failed", "err", gerr)
 				_ = river.RecordOutput(ctx, out)
-				return gerr
+				return 0, gerr
 			}
 			out.Gate = d
 			jl.Info("gate", "alias", d.Alias, "metric", d.Metric, "source", d.Source, "value", d.Value,
 				"champion_version", d.ChampionVersion, "champion_value", d.ChampionValue, "min_gain", a.Gate.MinGain)
 		}
 		w.svc.log.Info("train job completed", "job", job.ID, "model", v.Model, "version", v.Version)
-		return river.RecordOutput(ctx, out)
+		return v.Version, river.RecordOutput(ctx, out)
 	}
 	if ctx.Err() != nil {
 		// Cancelled (River then marks the job cancelled) or timed out (retried).
 		jl.Warn("stopped", "reason", context.Cause(ctx).Error())
-		return err
+		return 0, err
 	}
 	code := pulse.ErrorCode(err)
 	if permanent(code) {
@@ -71,14 +92,14 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 			p.Field, p.Row = pe.Field, pe.Row
 		}
 		if rerr := river.RecordOutput(ctx, output{Problem: p}); rerr != nil {
-			return rerr
+			return 0, rerr
 		}
-		return river.JobCancel(err)
+		return 0, river.JobCancel(err)
 	}
 	jl.Error("failed", "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)
 	w.svc.log.Warn("train job attempt failed", "job", job.ID, "attempt", job.Attempt, "err", err)
 	if job.Attempt >= job.MaxAttempts {
 		_ = river.RecordOutput(ctx, output{Problem: &Problem{Code: code, Message: pulse.ErrorMessage(err)}})
 	}
-	return err
+	return 0, err
 }
