@@ -91,7 +91,7 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	fs.StringVar(&c.Example, "example", envOr("PULSE_EXAMPLE", ""), "set up an example on start: heart-disease (env PULSE_EXAMPLE)")
 	fs.StringVar(&c.ExampleData, "example-data", envOr("PULSE_EXAMPLE_DATA", ""), "local copy of the example's data file (env PULSE_EXAMPLE_DATA)")
 	fs.StringVar(&c.ExampleURL, "example-url", envOr("PULSE_EXAMPLE_URL", example.DefaultURL), "where to download the example's data when there is no local copy (env PULSE_EXAMPLE_URL)")
-	addEventFlags(fs, &c.Events)
+	addEventFlags(fs, &c.Events, false)
 	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain requests in flight on shutdown")
@@ -213,6 +213,9 @@ func (m *ServeMain) open(ctx context.Context) error {
 		}
 	}
 	jcfg.Logger = m.log.With("component", "jobs")
+	if m.bus != nil {
+		jcfg.Notifier = m.bus
+	}
 	if m.jobs, err = jobs.Open(ctx, jcfg); err != nil {
 		return err
 	}
