@@ -44,9 +44,25 @@ func cloudEvent(t *testing.T, typ, subject string, data any) string {
 // a version, announced on model.events; ingest records land in the lake; a malformed event goes
 // to the dead-letter topic and the consumer keeps going.
 func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
+	testEvents(t, "pulse.")
+}
+
+// TestEventsThroughApacheKafka runs the same scenario against a real Apache Kafka broker
+// (started by the test command; PULSE_TEST_KAFKA_BROKERS).
+func TestEventsThroughApacheKafka(t *testing.T) {
+	brokers := os.Getenv("PULSE_TEST_KAFKA_BROKERS")
+	if brokers == "" {
+		t.Fatal("PULSE_TEST_KAFKA_BROKERS is not set: run ./scripts/test, or start a broker with scripts/kafka start DIR")
+	}
+	prefix := fmt.Sprintf("e2e-%d.", time.Now().UnixNano()) // topics of its own on the shared broker
+	testEvents(t, prefix, "--kafka-brokers", brokers, "--kafka-topic-prefix", prefix)
+}
+
+func testEvents(t *testing.T, prefix string, flags ...string) {
 	dataDir := t.TempDir()
 	cwd, _ := os.Getwd()
-	s := startServer(t, dataDir, cwd, "--example", "heart-disease", "--example-data", filepath.Join(sharedData, "processed.cleveland.data"))
+	args := append([]string{"--example", "heart-disease", "--example-data", filepath.Join(sharedData, "processed.cleveland.data")}, flags...)
+	s := startServer(t, dataDir, cwd, args...)
 	m := brokersRE.FindStringSubmatch(s.Logs())
 	if m == nil {
 		t.Fatalf("no broker address in the log")
@@ -54,10 +70,10 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 	broker := m[1]
 
 	// A malformed event first, then a good one: the consumer dead-letters the first and goes on.
-	kcat(t, "this is not a cloud event\n", "-b", broker, "-t", "pulse.train.requests", "-P")
+	kcat(t, "this is not a cloud event\n", "-b", broker, "-t", prefix+"train.requests", "-P")
 	kcat(t, cloudEvent(t, "com.cloudmedical.pulse.train.requested", "heart-disease",
 		map[string]any{"model": "heart-disease", "dataset": "heart-disease", "target": "num > 0", "algorithm": "gbdt", "seed": 3})+"\n",
-		"-b", broker, "-t", "pulse.train.requests", "-P")
+		"-b", broker, "-t", prefix+"train.requests", "-P")
 	waitFor(func() bool {
 		r := s.get("/v1/models/heart-disease/versions")
 		return len(r.json(t)["versions"].([]any)) == 2
@@ -70,7 +86,7 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].(map[string]any)["trigger"] != "event" {
 		t.Errorf("jobs: got %v, want the one from the event", jobs)
 	}
-	dlq := kcat(t, "", "-b", broker, "-t", "pulse.train.requests.dlq", "-C", "-o", "beginning", "-e", "-q")
+	dlq := kcat(t, "", "-b", broker, "-t", prefix+"train.requests.dlq", "-C", "-o", "beginning", "-e", "-q")
 	if !strings.Contains(dlq, "this is not a cloud event") {
 		t.Errorf("dead-letter topic: got %q, want the malformed record", dlq)
 	}
@@ -78,7 +94,7 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 		`"type":"com.cloudmedical.pulse.job.started"`, `"type":"com.cloudmedical.pulse.job.succeeded"`}
 	var announced string
 	eventually(t, "model.events announces the version, the alias and the job", func() bool {
-		announced = kcat(t, "", "-b", broker, "-t", "pulse.model.events", "-C", "-o", "beginning", "-e", "-q")
+		announced = kcat(t, "", "-b", broker, "-t", prefix+"model.events", "-C", "-o", "beginning", "-e", "-q")
 		for _, want := range wants {
 			if !strings.Contains(announced, want) {
 				return false
@@ -95,10 +111,10 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 		}) + "\n")
 	}
 	batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "nope", map[string]any{"dataset": "nope", "record": map[string]any{"age": 1}}) + "\n")
-	kcat(t, batch.String(), "-b", broker, "-t", "pulse.ingest", "-P")
+	kcat(t, batch.String(), "-b", broker, "-t", prefix+"ingest", "-P")
 	var dlqIngest string
 	eventually(t, "the ingest record for an unknown dataset is dead-lettered", func() bool {
-		out, _ := exec.Command("kcat", "-b", broker, "-t", "pulse.ingest.dlq", "-C", "-o", "beginning", "-e", "-q").Output()
+		out, _ := exec.Command("kcat", "-b", broker, "-t", prefix+"ingest.dlq", "-C", "-o", "beginning", "-e", "-q").Output()
 		dlqIngest = string(out)
 		return strings.Contains(dlqIngest, `is not registered`) && strings.Contains(dlqIngest, `"reason":"rejected"`)
 	}, func() string { return dlqIngest })
