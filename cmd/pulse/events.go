@@ -249,9 +249,8 @@ func (b *eventBus) JobStarted(ctx context.Context, id int64, kind string, attemp
 }
 
 // JobSucceeded implements jobs.Notifier.
-func (b *eventBus) JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, version int) {
-	b.publish(ctx, events.TypeJobSucceeded, model, map[string]any{"job_id": id, "kind": kind, "attempt": attempt, "model": model,
-		"result": map[string]any{"model": model, "version": version}})
+func (b *eventBus) JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, result any) {
+	b.publish(ctx, events.TypeJobSucceeded, model, map[string]any{"job_id": id, "kind": kind, "attempt": attempt, "model": model, "result": result})
 }
 
 // JobFailed implements jobs.Notifier.

@@ -70,7 +70,9 @@ type Config struct {
 // Notifier receives job lifecycle events.
 type Notifier interface {
 	JobStarted(ctx context.Context, id int64, kind string, attempt int, model string)
-	JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, version int)
+	// JobSucceeded's result is the job's output as JSON shows it: model, version, and the
+	// gate's decision with its numbers when a gate ran.
+	JobSucceeded(ctx context.Context, id int64, kind string, attempt int, model string, result any)
 	JobFailed(ctx context.Context, id int64, kind string, attempt int, model string, final bool, problem string)
 }
 

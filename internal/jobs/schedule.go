@@ -32,10 +32,13 @@ type Schedule struct {
 	RunOnStart bool `json:"run_on_start,omitempty"`
 }
 
-// Gate is a champion/challenger rule: the new version becomes champion when its metric beats
-// the champion's by at least MinGain, and challenger otherwise. Metrics are the
-// cross-validation means when both versions have them, else the holdout's; a version with
-// neither is never promoted over a champion.
+// Gate is a champion/challenger rule. The new version (the challenger) and the champion are
+// evaluated on the SAME rows: the challenger's holdout, the fresh rows of its training data that
+// it never saw (registry.CompareOnHoldout). The challenger becomes champion when its metric beats
+// the champion's by at least MinGain and reaches Floor; otherwise it becomes challenger and the
+// champion stays. When the versions cannot be compared on the same rows (the challenger has no
+// holdout, or the champion cannot score its data), the stored metrics decide: the
+// cross-validation means when both have them, else the holdout's.
 type Gate struct {
 	// Metric is roc_auc (the default), accuracy, f1, log_loss or brier; the last two are
 	// better when lower.
@@ -43,17 +46,27 @@ type Gate struct {
 	// MinGain is the improvement required (in the metric's units, e.g. 0.01 of ROC AUC); it
 	// may be negative to tolerate a small loss.
 	MinGain float64 `json:"min_gain"`
+	// Floor, when set, is an absolute bound the challenger's metric must reach (at least it
+	// for roc_auc, accuracy, f1; at most it for log_loss, brier).
+	Floor *float64 `json:"floor,omitempty"`
 }
 
-// GateDecision records what a gate decided.
+// GateDecision records what a gate decided and the numbers it decided on.
 type GateDecision struct {
-	Metric          string  `json:"metric"`
-	Source          string  `json:"source"` // cv, holdout, or none (the version has neither)
-	Value           float64 `json:"value"`
-	ChampionVersion int     `json:"champion_version,omitempty"`
-	ChampionValue   float64 `json:"champion_value,omitempty"`
+	Metric string `json:"metric"`
+	// Source is where the numbers come from: fresh_holdout (both versions on the challenger's
+	// holdout), cv, holdout (stored metrics), or none.
+	Source          string   `json:"source"`
+	Rows            int      `json:"rows,omitempty"` // rows of the fresh holdout
+	Value           float64  `json:"value"`
+	ChampionVersion int      `json:"champion_version,omitempty"`
+	ChampionValue   float64  `json:"champion_value,omitempty"`
+	MinGain         float64  `json:"min_gain"`
+	Floor           *float64 `json:"floor,omitempty"`
 	// Alias is the alias the new version got: champion or challenger.
 	Alias string `json:"alias"`
+	// Reason says why, in words, with the numbers.
+	Reason string `json:"reason"`
 }
 
 var lowerIsBetter = map[string]bool{"log_loss": true, "brier": true}
@@ -69,7 +82,12 @@ func (g *Gate) validate() error {
 	return nil
 }
 
-// metric returns a version's value of the gate's metric and where it came from.
+// evalMetric is one metric of an evaluation.
+func evalMetric(m *pulse.EvalMetrics, name string) float64 {
+	return map[string]float64{"roc_auc": m.ROCAUC, "accuracy": m.Accuracy, "f1": m.F1, "log_loss": m.LogLoss, "brier": m.Brier}[name]
+}
+
+// metric returns a version's stored value of the gate's metric and where it came from.
 func metric(v *pulse.ModelVersion, name string, useCV bool) (float64, string, bool) {
 	if useCV {
 		c := v.Metrics.CV
@@ -80,13 +98,19 @@ func metric(v *pulse.ModelVersion, name string, useCV bool) (float64, string, bo
 	if h == nil {
 		return 0, "none", false
 	}
-	m := map[string]float64{"roc_auc": h.ROCAUC, "accuracy": h.Accuracy, "f1": h.F1, "log_loss": h.LogLoss, "brier": h.Brier}
-	return m[name], "holdout", true
+	return evalMetric(h, name), "holdout", true
 }
 
 // applyGate moves the champion or challenger alias to v by g.
 func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion, g *Gate) (*GateDecision, error) {
-	d := &GateDecision{Metric: g.Metric}
+	d := &GateDecision{Metric: g.Metric, MinGain: g.MinGain, Floor: g.Floor}
+	better := func(a, b float64) float64 { // how much a beats b
+		if lowerIsBetter[g.Metric] {
+			return b - a
+		}
+		return a - b
+	}
+	reachesFloor := func(x float64) bool { return g.Floor == nil || better(x, *g.Floor) >= 0 }
 	// Ask the store, not the registry's cache: another process may have moved the alias.
 	m, err := reg.Model(ctx, v.Model)
 	if err != nil {
@@ -94,9 +118,10 @@ func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion
 	}
 	champ, ok := m.Aliases[pulse.AliasChampion]
 	if !ok || champ == v.Version {
-		d.Alias = pulse.AliasChampion
+		// The model's first version (or one already champion): nothing to compare with.
 		val, src, _ := metric(v, g.Metric, v.Metrics.CV != nil)
-		d.Value, d.Source = val, src
+		d.Value, d.Source, d.Alias = val, src, pulse.AliasChampion
+		d.Reason = "no other champion to compare with"
 		if champ != v.Version {
 			if _, err := reg.SetAlias(ctx, v.Model, pulse.AliasChampion, v.Version); err != nil {
 				return nil, err
@@ -104,21 +129,39 @@ func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion
 		}
 		return d, nil
 	}
-	cv, err := reg.Version(ctx, v.Model, champ)
-	if err != nil {
-		return nil, err
+	d.ChampionVersion = champ
+	cmp, cerr := reg.CompareOnHoldout(ctx, v.Model, champ, v.Version)
+	comparable := true
+	switch {
+	case cerr == nil:
+		d.Source, d.Rows = "fresh_holdout", cmp.Rows
+		d.Value, d.ChampionValue = evalMetric(&cmp.Challenger, g.Metric), evalMetric(&cmp.Champion, g.Metric)
+	case pulse.ErrorCode(cerr) == pulse.EINTERNAL:
+		return nil, cerr // an infrastructure failure (or cancellation): the job retries
+	default:
+		cv, err := reg.Version(ctx, v.Model, champ)
+		if err != nil {
+			return nil, err
+		}
+		useCV := v.Metrics.CV != nil && cv.Metrics.CV != nil
+		var ok1, ok2 bool
+		d.Value, d.Source, ok1 = metric(v, g.Metric, useCV)
+		d.ChampionValue, _, ok2 = metric(cv, g.Metric, useCV)
+		comparable = ok1 && ok2
 	}
-	useCV := v.Metrics.CV != nil && cv.Metrics.CV != nil
-	nv, src, ok1 := metric(v, g.Metric, useCV)
-	ov, _, ok2 := metric(cv, g.Metric, useCV)
-	d.Value, d.Source, d.ChampionVersion, d.ChampionValue = nv, src, champ, ov
-	gain := nv - ov
-	if lowerIsBetter[g.Metric] {
-		gain = ov - nv
-	}
-	d.Alias = pulse.AliasChallenger
-	if ok1 && ok2 && gain >= g.MinGain {
+	gain := better(d.Value, d.ChampionValue)
+	switch {
+	case !comparable:
+		d.Alias, d.Reason = pulse.AliasChallenger, "the versions have no metrics to compare"
+	case gain < g.MinGain:
+		d.Alias = pulse.AliasChallenger
+		d.Reason = fmt.Sprintf("%s %.4f vs the champion's %.4f (%s): a gain of %.4f, short of %.4f", g.Metric, d.Value, d.ChampionValue, d.Source, gain, g.MinGain)
+	case !reachesFloor(d.Value):
+		d.Alias = pulse.AliasChallenger
+		d.Reason = fmt.Sprintf("%s %.4f does not reach the floor %.4f", g.Metric, d.Value, *g.Floor)
+	default:
 		d.Alias = pulse.AliasChampion
+		d.Reason = fmt.Sprintf("%s %.4f vs the champion's %.4f (%s): a gain of %.4f, at least %.4f", g.Metric, d.Value, d.ChampionValue, d.Source, gain, g.MinGain)
 	}
 	if _, err := reg.SetAlias(ctx, v.Model, d.Alias, v.Version); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,20 +42,36 @@ func TestGate(t *testing.T) {
 	if d := j1.GateDecision; d == nil || d.Alias != "champion" || d.Metric != "roc_auc" || d.Source != "cv" || d.Value <= 0.5 {
 		t.Errorf("first version: got decision %+v", j1.GateDecision)
 	}
-	// A gain of a whole unit of ROC AUC is impossible: challenger.
+	// A gain of a whole unit of ROC AUC is impossible: challenger. Both versions are
+	// evaluated on the challenger's fresh holdout: its value is its own holdout ROC AUC.
 	j2 := train(&Gate{MinGain: 1}, 2)
-	if d := j2.GateDecision; d == nil || d.Alias != "challenger" || d.ChampionVersion != 1 || d.ChampionValue != j1.GateDecision.Value {
+	v2, err := e.reg.Version(ctx, "heart", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := j2.GateDecision; d == nil || d.Alias != "challenger" || d.ChampionVersion != 1 || d.Source != "fresh_holdout" ||
+		d.Rows != v2.Metrics.Holdout.N || math.Abs(d.Value-v2.Metrics.Holdout.ROCAUC) > 1e-9 || d.ChampionValue <= 0.5 || !strings.Contains(d.Reason, "short of 1.0000") {
 		t.Errorf("impossible gain: got decision %+v", j2.GateDecision)
+	}
+	cmp, err := e.reg.CompareOnHoldout(ctx, "heart", 1, 2)
+	if err != nil || cmp.Champion.ROCAUC != j2.GateDecision.ChampionValue {
+		t.Errorf("the champion's value is its ROC AUC on the challenger's holdout: got %v (err %v), want %+v", j2.GateDecision.ChampionValue, err, cmp)
 	}
 	if a := aliases(); a["champion"] != 1 || a["challenger"] != 2 {
 		t.Errorf("after an impossible gain: got aliases %v", a)
+	}
+	// A floor the challenger cannot reach keeps it challenger even when any loss is tolerated.
+	floor := 0.999
+	jf := train(&Gate{MinGain: -1, Floor: &floor}, 5)
+	if d := jf.GateDecision; d == nil || d.Alias != "challenger" || !strings.Contains(d.Reason, "does not reach the floor 0.9990") {
+		t.Errorf("unreachable floor: got decision %+v", jf.GateDecision)
 	}
 	// Tolerating any loss: champion. Lower-is-better metrics compare the other way.
 	j3 := train(&Gate{Metric: "brier", MinGain: -1}, 3)
 	if d := j3.GateDecision; d == nil || d.Alias != "champion" || d.Metric != "brier" || d.ChampionVersion != 1 {
 		t.Errorf("any loss tolerated: got decision %+v", j3.GateDecision)
 	}
-	if a := aliases(); a["champion"] != 3 || a["challenger"] != 2 {
+	if a := aliases(); a["champion"] != 4 || a["challenger"] != 3 {
 		t.Errorf("after promotion: got aliases %v", a)
 	}
 	if !strings.Contains(j3.Logs[0].Log, "msg=gate alias=champion metric=brier") {
@@ -65,7 +82,7 @@ func TestGate(t *testing.T) {
 	if j4.GateDecision != nil {
 		t.Errorf("no gate: got decision %+v", j4.GateDecision)
 	}
-	if a := aliases(); a["champion"] != 3 || a["challenger"] != 2 {
+	if a := aliases(); a["champion"] != 4 || a["challenger"] != 3 {
 		t.Errorf("without a gate: got aliases %v", a)
 	}
 	if _, _, err := s.Enqueue(ctx, "heart", goodRequest(), EnqueueOptions{Gate: &Gate{Metric: "vibes"}}); pulse.ErrorCode(err) != pulse.EINVALID {

@@ -42,11 +42,11 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 	if n != nil {
 		n.JobStarted(ctx, job.ID, KindTrain, job.Attempt, a.Model)
 	}
-	v, err := w.work(ctx, jl, job, req)
+	out, err := w.work(ctx, jl, job, req)
 	if n != nil {
 		switch {
 		case err == nil:
-			n.JobSucceeded(ctx, job.ID, KindTrain, job.Attempt, a.Model, v)
+			n.JobSucceeded(ctx, job.ID, KindTrain, job.Attempt, a.Model, out)
 		default:
 			final := job.Attempt >= job.MaxAttempts || ctx.Err() != nil || permanent(pulse.ErrorCode(err))
 			n.JobFailed(ctx, job.ID, KindTrain, job.Attempt, a.Model, final, pulse.ErrorMessage(err))
@@ -55,8 +55,9 @@ func (w *trainWorker) Work(ctx context.Context, job *river.Job[TrainArgs]) error
 	return err
 }
 
-// work trains and records the outcome; it returns the version trained (0 when none).
-func (w *trainWorker) work(ctx context.Context, jl *slog.Logger, job *river.Job[TrainArgs], req registry.TrainRequest) (int, error) {
+// work trains and records the outcome; it returns the job's output (the version trained and
+// the gate's decision).
+func (w *trainWorker) work(ctx context.Context, jl *slog.Logger, job *river.Job[TrainArgs], req registry.TrainRequest) (*output, error) {
 	a := job.Args
 	v, err := w.svc.cfg.Registry.Train(ctx, a.Model, req)
 	if err == nil {
@@ -69,19 +70,19 @@ func (w *trainWorker) work(ctx context.Context, jl *slog.Logger, job *river.Job[
 			if gerr != nil {
 				jl.Error("gate failed", "err", gerr)
 				_ = river.RecordOutput(ctx, out)
-				return 0, gerr
+				return nil, gerr
 			}
 			out.Gate = d
 			jl.Info("gate", "alias", d.Alias, "metric", d.Metric, "source", d.Source, "value", d.Value,
 				"champion_version", d.ChampionVersion, "champion_value", d.ChampionValue, "min_gain", a.Gate.MinGain)
 		}
 		w.svc.log.Info("train job completed", "job", job.ID, "model", v.Model, "version", v.Version)
-		return v.Version, river.RecordOutput(ctx, out)
+		return &out, river.RecordOutput(ctx, out)
 	}
 	if ctx.Err() != nil {
 		// Cancelled (River then marks the job cancelled) or timed out (retried).
 		jl.Warn("stopped", "reason", context.Cause(ctx).Error())
-		return 0, err
+		return nil, err
 	}
 	code := pulse.ErrorCode(err)
 	if permanent(code) {
@@ -92,14 +93,14 @@ func (w *trainWorker) work(ctx context.Context, jl *slog.Logger, job *river.Job[
 			p.Field, p.Row = pe.Field, pe.Row
 		}
 		if rerr := river.RecordOutput(ctx, output{Problem: p}); rerr != nil {
-			return 0, rerr
+			return nil, rerr
 		}
-		return 0, river.JobCancel(err)
+		return nil, river.JobCancel(err)
 	}
 	jl.Error("failed", "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)
 	w.svc.log.Warn("train job attempt failed", "job", job.ID, "attempt", job.Attempt, "err", err)
 	if job.Attempt >= job.MaxAttempts {
 		_ = river.RecordOutput(ctx, output{Problem: &Problem{Code: code, Message: pulse.ErrorMessage(err)}})
 	}
-	return 0, err
+	return nil, err
 }

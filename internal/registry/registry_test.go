@@ -8,6 +8,7 @@ import (
 	"errors"
 	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -748,5 +749,29 @@ func TestTrainIdempotentPerJob(t *testing.T) {
 	vs, _ := e.svc.Versions(ctx, "hd")
 	if len(vs) != 2 {
 		t.Errorf("versions: got %d, want 2", len(vs))
+	}
+}
+
+// TestCompareOnHoldout evaluates two versions on the second one's holdout: the challenger's
+// numbers are its own holdout metrics, the champion's are computed on the same rows.
+func TestCompareOnHoldout(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	register(t, e.svc, "heart", readCleveland(t))
+	train(t, e.svc, "hd", "heart", 7)
+	v2 := train(t, e.svc, "hd", "heart", 8)
+	c, err := e.svc.CompareOnHoldout(ctx, "hd", 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := v2.Metrics.Holdout
+	if c.Rows != h.N || c.Challenger.Confusion != h.Confusion || math.Abs(c.Challenger.ROCAUC-h.ROCAUC) > 1e-12 {
+		t.Errorf("challenger on its own holdout: got %+v (rows %d), want %+v", c.Challenger, c.Rows, h)
+	}
+	if c.Champion.N != h.N || c.Champion.ROCAUC <= 0.5 {
+		t.Errorf("champion on the same rows: got %+v", c.Champion)
+	}
+	if _, err := e.svc.CompareOnHoldout(ctx, "hd", 1, 9); pulse.ErrorCode(err) != pulse.ENOTFOUND {
+		t.Errorf("missing challenger: got %v", err)
 	}
 }
