@@ -105,10 +105,15 @@ func testEvents(t *testing.T, prefix string, flags ...string) {
 
 	// Ingest records from a bracelet, one for a dataset that does not exist.
 	var batch bytes.Buffer
+	var first string
 	for i := range 5 {
-		batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "heart-disease", map[string]any{
+		e := cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "heart-disease", map[string]any{
 			"dataset": "heart-disease", "record": map[string]any{"age": 50 + i, "thalach": 150, "ca": nil}, "label": i % 2,
-		}) + "\n")
+		})
+		if i == 0 {
+			first = e
+		}
+		batch.WriteString(e + "\n")
 	}
 	batch.WriteString(cloudEvent(t, "com.cloudmedical.pulse.ingest.record", "nope", map[string]any{"dataset": "nope", "record": map[string]any{"age": 1}}) + "\n")
 	kcat(t, batch.String(), "-b", broker, "-t", prefix+"ingest", "-P")
@@ -118,6 +123,18 @@ func testEvents(t *testing.T, prefix string, flags ...string) {
 		dlqIngest = string(out)
 		return strings.Contains(dlqIngest, `is not registered`) && strings.Contains(dlqIngest, `"reason":"rejected"`)
 	}, func() string { return dlqIngest })
+	s.stop()
+
+	// After a restart, the same event delivered again (same id) has no second effect: the ids
+	// applied are remembered in the metadata store, not only in memory.
+	s = startServer(t, dataDir, cwd, args...)
+	broker = brokersRE.FindStringSubmatch(s.Logs())[1] // the embedded broker listens on a new port
+	kcat(t, first+"\n", "-b", broker, "-t", prefix+"ingest", "-P")
+	var metrics string
+	eventually(t, "the repeated event is recognised as a duplicate", func() bool {
+		metrics = string(s.get("/metrics").body)
+		return regexp.MustCompile(`pulse_events_duplicates_total\{[^}]*topic="` + regexp.QuoteMeta(prefix) + `ingest"[^}]*\} 1`).MatchString(metrics)
+	}, func() string { return metrics })
 	s.stop()
 	files, _ := filepath.Glob(filepath.Join(dataDir, "lake", "ingest", "dataset=heart-disease", "*", "*.parquet"))
 	type row struct {

@@ -66,6 +66,8 @@ type eventBus struct {
 	log       *slog.Logger
 	metrics   prometheus.Registerer
 	consumers []*events.Consumer
+	// stopForget ends the loop that deletes old event ids.
+	stopForget context.CancelFunc
 }
 
 // openEvents connects to Kafka (or starts the embedded broker) and creates the topics. It
@@ -141,8 +143,53 @@ func (b *eventBus) AliasMoved(ctx context.Context, model, alias string, version,
 	b.publish(ctx, events.TypeModelAliasMoved, model, data)
 }
 
+// seenRetention is how long applied event ids are remembered: longer than any redelivery
+// (the topics' retention, a consumer down for days).
+const seenRetention = 30 * 24 * time.Hour
+
+// storeSeen is the consumers' idempotency filter: recent ids in memory in front of the
+// metadata store, which remembers them across restarts.
+type storeSeen struct {
+	consumer string
+	mem      *events.MemorySeen
+	store    pulse.EventStore
+}
+
+func (s *storeSeen) Seen(ctx context.Context, id string) (bool, error) {
+	if seen, _ := s.mem.Seen(ctx, id); seen {
+		return true, nil
+	}
+	return s.store.SeenEvent(ctx, s.consumer, id)
+}
+
+func (s *storeSeen) Mark(ctx context.Context, id string) error {
+	if err := s.store.MarkEvent(ctx, s.consumer, id, time.Now()); err != nil {
+		return err
+	}
+	return s.mem.Mark(ctx, id)
+}
+
+// forgetSeen deletes event ids older than the retention, now and every hour until ctx ends.
+func forgetSeen(ctx context.Context, store pulse.EventStore, log *slog.Logger) {
+	for {
+		if n, err := store.ForgetEventsBefore(ctx, time.Now().Add(-seenRetention)); err != nil && ctx.Err() == nil {
+			log.Warn("forgetting old event ids failed", "err", err)
+		} else if n > 0 {
+			log.Info("forgot old event ids", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
+
 // startConsumers starts the consumers of the ingest and train.requests topics.
-func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk *lake.Lake, js *jobs.Service) error {
+func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk *lake.Lake, js *jobs.Service, seen pulse.EventStore) error {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.stopForget = cancel
+	go forgetSeen(fctx, seen, b.log)
 	known := &knownDatasets{reg: reg}
 	ingest := func(ctx context.Context, e events.Event) error {
 		var d struct {
@@ -189,7 +236,7 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 	} {
 		cons, err := events.NewConsumer(events.ConsumerConfig{
 			ClientOpts: b.conn.Opts, Group: c.group, Topic: b.topics.Name(c.topic), Types: []string{c.typ},
-			Handler: c.handler, Seen: events.NewMemorySeen(100_000),
+			Handler: c.handler, Seen: &storeSeen{consumer: c.group, mem: events.NewMemorySeen(100_000), store: seen},
 			Logger: b.log.With("component", "events", "topic", c.topic), Registerer: b.metrics,
 		})
 		if err != nil {
@@ -205,6 +252,9 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 
 // stopConsumers finishes the batches in flight and commits them.
 func (b *eventBus) stopConsumers(ctx context.Context) error {
+	if b.stopForget != nil {
+		b.stopForget()
+	}
 	var errs []error
 	for _, c := range b.consumers {
 		if err := c.Stop(ctx); err != nil {

@@ -221,7 +221,7 @@ func (m *ServeMain) open(ctx context.Context) error {
 	}
 	var asyncAPI []byte
 	if m.bus != nil {
-		if err := m.bus.startConsumers(ctx, reg, m.lake, m.jobs); err != nil {
+		if err := m.bus.startConsumers(ctx, reg, m.lake, m.jobs, m.db); err != nil {
 			return err
 		}
 		asyncAPI = m.bus.AsyncAPI()

@@ -14,6 +14,7 @@ import (
 	"github.com/cloudmedical/pulse/internal/blobstore"
 	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/postgres"
+	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/sqlite"
 )
@@ -22,6 +23,7 @@ import (
 // embedded, PostgreSQL scaled out.
 type metadataStore interface {
 	registry.Store
+	pulse.EventStore
 	Ping(ctx context.Context) error
 	Close() error
 }

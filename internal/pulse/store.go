@@ -1,6 +1,9 @@
 package pulse
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // DatasetStore keeps dataset metadata. The stored bytes live in the lake.
 type DatasetStore interface {
@@ -34,4 +37,18 @@ type ModelStore interface {
 	SetAlias(ctx context.Context, model, alias string, version int) (previous int, err error)
 	// DeleteAlias removes an alias; ENOTFOUND if it was not set.
 	DeleteAlias(ctx context.Context, model, alias string) error
+}
+
+// EventStore remembers which events a consumer has applied, so that an event delivered again
+// (Kafka delivers at least once, and again after a crash before the offset commit) has its
+// effect once, across restarts.
+type EventStore interface {
+	// SeenEvent reports whether consumer has marked the event id.
+	SeenEvent(ctx context.Context, consumer, id string) (bool, error)
+	// MarkEvent records that consumer applied the event id at the given time; marking twice is
+	// not an error.
+	MarkEvent(ctx context.Context, consumer, id string, at time.Time) error
+	// ForgetEventsBefore deletes the marks older than before (the retention of the topics bounds
+	// how late a redelivery can come) and returns how many it deleted.
+	ForgetEventsBefore(ctx context.Context, before time.Time) (int64, error)
 }

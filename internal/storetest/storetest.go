@@ -34,6 +34,7 @@ import (
 type Store interface {
 	pulse.DatasetStore
 	pulse.ModelStore
+	pulse.EventStore
 }
 
 // Run runs every conformance test against stores made by newStore (a fresh, empty store per
@@ -56,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"ListModels", listModelsTests},
 		{"SetAlias", setAliasTests},
 		{"DeleteAlias", deleteAliasTests},
+		{"Events", eventTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

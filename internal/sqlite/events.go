@@ -1,0 +1,53 @@
+package sqlite
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloudmedical/pulse/internal/pulse"
+)
+
+var _ pulse.EventStore = (*DB)(nil)
+
+func checkEventKey(consumer, id string) error {
+	if consumer == "" {
+		return pulse.FieldErrorf(pulse.EINVALID, "consumer", "consumer is empty")
+	}
+	if id == "" {
+		return pulse.FieldErrorf(pulse.EINVALID, "id", "event id is empty")
+	}
+	return nil
+}
+
+// SeenEvent implements pulse.EventStore.
+func (db *DB) SeenEvent(ctx context.Context, consumer, id string) (bool, error) {
+	if err := checkEventKey(consumer, id); err != nil {
+		return false, err
+	}
+	var n int
+	err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM seen_events WHERE consumer = $1 AND event_id = $2`, consumer, id).Scan(&n)
+	if err != nil {
+		return false, wrap("seen event", err)
+	}
+	return n > 0, nil
+}
+
+// MarkEvent implements pulse.EventStore.
+func (db *DB) MarkEvent(ctx context.Context, consumer, id string, at time.Time) error {
+	if err := checkEventKey(consumer, id); err != nil {
+		return err
+	}
+	_, err := db.sql.ExecContext(ctx, `INSERT INTO seen_events (consumer, event_id, seen_at) VALUES ($1, $2, $3)
+		ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, id, toMicros(normalTime(at)))
+	return wrap("mark event", err)
+}
+
+// ForgetEventsBefore implements pulse.EventStore.
+func (db *DB) ForgetEventsBefore(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.sql.ExecContext(ctx, `DELETE FROM seen_events WHERE seen_at < $1`, toMicros(normalTime(before)))
+	if err != nil {
+		return 0, wrap("forget events", err)
+	}
+	n, err := res.RowsAffected()
+	return n, wrap("forget events", err)
+}
