@@ -52,7 +52,14 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 func TestEventsThroughApacheKafka(t *testing.T) {
 	brokers := os.Getenv("PULSE_TEST_KAFKA_BROKERS")
 	if brokers == "" {
-		t.Fatal("PULSE_TEST_KAFKA_BROKERS is not set: run ./scripts/test, or start a broker with scripts/kafka start DIR")
+		// Not started by the test command: start one for this test (never skip).
+		dir := t.TempDir()
+		out, err := exec.Command(filepath.Join("..", "scripts", "kafka"), "start", dir).Output()
+		if err != nil {
+			t.Fatalf("PULSE_TEST_KAFKA_BROKERS is not set and scripts/kafka start failed (%v): run ./scripts/test", err)
+		}
+		t.Cleanup(func() { _ = exec.Command(filepath.Join("..", "scripts", "kafka"), "stop", dir).Run() })
+		brokers = strings.TrimPrefix(strings.TrimSpace(string(out)), "PULSE_TEST_KAFKA_BROKERS=")
 	}
 	prefix := fmt.Sprintf("e2e-%d.", time.Now().UnixNano()) // topics of its own on the shared broker
 	testEvents(t, prefix, "--kafka-brokers", brokers, "--kafka-topic-prefix", prefix)

@@ -311,6 +311,11 @@ func TestServeExample(t *testing.T) {
 		mustContain(t, string(metrics.body), want)
 	}
 	checkJobRoutes(t, s, api) // e2e/jobs_test.go
+	r = s.get("/v1/models/heart-disease/online")
+	api.check(t, "GET", "/v1/models/{model}/online", r)
+	if r.status != 404 {
+		t.Errorf("online status of a model this server does not follow: got %d, want 404", r.status)
+	}
 	api.coverage(t)
 
 	// Stop cleanly: every 200 answered is in the lake, once.

@@ -16,10 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cloudmedical/pulse/internal/blobstore"
+	"github.com/cloudmedical/pulse/internal/events"
 	"github.com/cloudmedical/pulse/internal/example"
 	pulsehttp "github.com/cloudmedical/pulse/internal/http"
 	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/lake"
+	"github.com/cloudmedical/pulse/internal/online"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/serving"
 )
@@ -47,6 +49,9 @@ type ServeConfig struct {
 	Workers int
 	// SchedulesFile is a JSON array of retraining schedules (see jobs.Schedule).
 	SchedulesFile string
+	// OnlineFile is a JSON array of online followers (see online.Spec): ftrl models that
+	// learn from their dataset's ingest stream.
+	OnlineFile string
 	// WALSegmentAge is how long scored records wait in the write-ahead log before they are
 	// compacted to Parquet.
 	WALSegmentAge time.Duration
@@ -63,6 +68,8 @@ type ServeMain struct {
 	db   metadataStore
 	jobs *jobs.Service
 	bus  *eventBus
+	// online runs the followers of --online; nil without it.
+	online *online.Manager
 	// stopRefresh ends the loop that keeps aliases moved by other processes in sync.
 	stopRefresh context.CancelFunc
 	blobs       *blobstore.Store
@@ -86,6 +93,7 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	fs.StringVar(&c.DatabaseURL, "database-url", envOr("PULSE_DATABASE_URL", ""), "PostgreSQL URL for metadata and the job queue, instead of SQLite files in the data dir (env PULSE_DATABASE_URL)")
 	fs.IntVar(&c.Workers, "workers", 2, "training jobs this process runs at once; 0 leaves them to `pulse worker` processes")
 	fs.StringVar(&c.SchedulesFile, "schedules", envOr("PULSE_SCHEDULES", ""), "JSON file of retraining schedules: [{\"model\",\"cron\",\"request\",\"gate\"}] (env PULSE_SCHEDULES); run where jobs are worked")
+	fs.StringVar(&c.OnlineFile, "online", envOr("PULSE_ONLINE", ""), "JSON file of online followers: [{\"model\",\"dataset\",\"base_version\",\"snapshot_every_records\",\"snapshot_every_seconds\",\"promote_alias\"}] (env PULSE_ONLINE); ftrl models that learn from their dataset's ingest events, served with ?alias=live")
 	fs.StringVar(&c.BlobURL, "blob-url", envOr("PULSE_BLOB_URL", ""), "bucket URL for model artifacts: file:///dir, azblob://container, s3://bucket (env PULSE_BLOB_URL; default <data-dir>/blobs)")
 	fs.StringVar(&c.LakeURL, "lake-url", envOr("PULSE_LAKE_URL", ""), "bucket URL of the data lake (env PULSE_LAKE_URL; default <data-dir>/lake)")
 	fs.StringVar(&c.Example, "example", envOr("PULSE_EXAMPLE", ""), "set up an example on start: heart-disease (env PULSE_EXAMPLE)")
@@ -226,6 +234,26 @@ func (m *ServeMain) open(ctx context.Context) error {
 		}
 		asyncAPI = m.bus.AsyncAPI()
 	}
+	if c.OnlineFile != "" {
+		if m.bus == nil {
+			return fmt.Errorf("serve: --online needs the event backbone; --kafka-brokers is off")
+		}
+		specs, err := online.LoadSpecs(c.OnlineFile)
+		if err != nil {
+			return err
+		}
+		// Not cancelled with ctx: Close stops the followers with a final snapshot.
+		if m.online, err = online.Start(context.WithoutCancel(ctx), online.Config{
+			Specs:      specs,
+			Registry:   reg,
+			ClientOpts: m.bus.conn.Opts,
+			Topic:      m.bus.topics.Name(events.TopicIngest),
+			Logger:     m.log.With("component", "online"),
+			Registerer: metrics,
+		}); err != nil {
+			return fmt.Errorf("serve: --online: %w", err)
+		}
+	}
 	m.log.Info("pulse starting", "version", Version, "commit", gitCommit(), "data_dir", dataDir, "metadata", dbPath,
 		"blobs", c.BlobURL, "lake", c.LakeURL, "wal", walDir, "workers", c.Workers)
 
@@ -252,6 +280,7 @@ func (m *ServeMain) open(ctx context.Context) error {
 		Scorer:   scorer,
 		Jobs:     m.jobs,
 		AsyncAPI: asyncAPI,
+		Online:   m.onlineStatus(),
 		Ready: func(ctx context.Context) error {
 			return m.db.Ping(ctx)
 		},
@@ -270,6 +299,14 @@ func (m *ServeMain) open(ctx context.Context) error {
 	}
 	m.log.Info("listening", "addr", m.server.Addr(), "openapi", base+"/openapi.json", "metrics", base+"/metrics")
 	return nil
+}
+
+// onlineStatus returns the status lookup of the online followers, nil without them.
+func (m *ServeMain) onlineStatus() func(string) (any, bool) {
+	if m.online == nil {
+		return nil
+	}
+	return func(model string) (any, bool) { return m.online.Status(model) }
 }
 
 // refreshAliases keeps the aliases that other processes move (pulse worker, other servers)
@@ -319,6 +356,12 @@ func (m *ServeMain) Close() error {
 	}
 	if m.stopRefresh != nil {
 		m.stopRefresh()
+	}
+	if m.online != nil {
+		// Before the bus and the stores: the final snapshots need the registry.
+		if err := m.online.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("online: %w", err))
+		}
 	}
 	if m.bus != nil {
 		if err := m.bus.stopConsumers(ctx); err != nil {

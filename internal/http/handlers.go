@@ -294,6 +294,18 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"versions": vs})
 }
 
+// getOnline answers the state of the model's online follower: 404 when none runs here.
+func (s *Server) getOnline(w http.ResponseWriter, r *http.Request) {
+	model := r.PathValue("model")
+	if s.cfg.Online != nil {
+		if st, ok := s.cfg.Online(model); ok {
+			writeJSON(w, http.StatusOK, st)
+			return
+		}
+	}
+	writeError(w, r, s.log, pulse.Errorf(pulse.ENOTFOUND, "model %q is not followed online by this server (see pulse serve --online)", model))
+}
+
 func pathVersion(r *http.Request) (int, error) {
 	v, err := strconv.Atoi(r.PathValue("version"))
 	if err != nil || v < 1 {

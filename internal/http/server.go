@@ -48,6 +48,10 @@ type Config struct {
 	// AsyncAPI is the AsyncAPI document of the event backbone, served at /asyncapi.json;
 	// nil when events are off.
 	AsyncAPI []byte
+	// Online, when set, reports the state of the online follower of a model (see
+	// internal/online; the value is its Status), for GET /v1/models/{model}/online. nil when
+	// no follower runs in this process.
+	Online func(model string) (status any, ok bool)
 }
 
 // Server serves the API.
@@ -113,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/models/{model}/aliases/{alias}", s.setAlias)
 	mux.HandleFunc("DELETE /v1/models/{model}/aliases/{alias}", s.deleteAlias)
 	mux.HandleFunc("POST /v1/models/{model}/predict", s.predict)
+	mux.HandleFunc("GET /v1/models/{model}/online", s.getOnline)
 
 	mux.HandleFunc("GET /v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)

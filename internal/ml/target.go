@@ -168,3 +168,129 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// Target is a parsed target expression, able to turn an observed outcome into the 0/1 label
+// the model learns: what a stream of labelled records needs to keep training an ftrl model.
+type Target struct {
+	text string
+	op   string  // "" for a bare column, else one of > >= < <= == !=
+	num  float64 // the number compared with, when rhs is a number
+	cat  string  // the canonical category compared with
+	// quoted is true when rhs is a quoted category.
+	quoted bool
+}
+
+// ParseTarget parses a model's target expression (Model.Target): `<column>`,
+// `<column> <op> <number>` or `<column> <op> "<category>"`. It checks the syntax only: the
+// column is not looked up.
+func ParseTarget(expr string) (Target, error) {
+	tg, err := parseTarget(expr, pulse.Schema{Columns: []pulse.Column{{Name: targetColumn(expr), Kind: pulse.Binary}}})
+	if err != nil {
+		return Target{}, err
+	}
+	quoted := false
+	if tg.op != "" {
+		i := strings.Index(tg.text, tg.op) // the first operator character: names hold none
+		quoted = strings.HasPrefix(strings.TrimSpace(tg.text[i+len(tg.op):]), `"`)
+	}
+	return Target{text: tg.text, op: tg.op, num: tg.num, cat: tg.cat, quoted: quoted}, nil
+}
+
+// targetColumn returns the column name of a target expression.
+func targetColumn(expr string) string {
+	e := strings.TrimSpace(expr)
+	if i := strings.IndexAny(e, "<>=!"); i >= 0 {
+		return strings.TrimSpace(e[:i])
+	}
+	return e
+}
+
+// String returns the expression.
+func (t Target) String() string { return t.text }
+
+// Label returns the 0/1 label of an observed outcome v: a float64 (or int), a string or a
+// bool, as decoded from JSON. With a bare column the outcome must be 0/1, true/false or
+// "0"/"1"; with a comparison, numbers (and numeric strings) are compared with the number,
+// and categories (strings, numbers in canonical form, booleans as "true"/"false") with the
+// quoted category. nil is an error: the outcome is missing.
+func (t Target) Label(v any) (int, error) {
+	switch x := v.(type) {
+	case nil:
+		return 0, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "label", "label: missing, want the outcome for target %q", t.text)
+	case int:
+		return t.labelNum(float64(x))
+	case int64:
+		return t.labelNum(float64(x))
+	case float64:
+		return t.labelNum(x)
+	case bool:
+		if t.quoted {
+			return t.labelCat(strconv.FormatBool(x))
+		}
+		return t.labelNum(float64(b2i(x)))
+	case string:
+		if t.quoted {
+			return t.labelCat(pulse.CanonicalCategory(x))
+		}
+		switch x {
+		case "true":
+			return t.labelNum(1)
+		case "false":
+			return t.labelNum(0)
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "label", "label: got %q, want a number for target %q", x, t.text)
+		}
+		return t.labelNum(f)
+	default:
+		return 0, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "label", "label: got a %T, want a number, string or boolean", v)
+	}
+}
+
+func (t Target) labelCat(s string) (int, error) {
+	if t.op == "!=" {
+		return b2i(s != t.cat), nil
+	}
+	return b2i(s == t.cat), nil
+}
+
+func (t Target) labelNum(f float64) (int, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "label", "label: got %v, want a finite number", f)
+	}
+	if t.quoted {
+		return t.labelCat(pulse.CanonicalCategory(strconv.FormatFloat(f, 'g', -1, 64)))
+	}
+	var ok bool
+	switch t.op {
+	case "":
+		if f != 0 && f != 1 {
+			return 0, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "label", "label: got %v, want 0 or 1 for target %q", f, t.text)
+		}
+		return int(f), nil
+	case ">":
+		ok = f > t.num
+	case ">=":
+		ok = f >= t.num
+	case "<":
+		ok = f < t.num
+	case "<=":
+		ok = f <= t.num
+	case "==":
+		ok = f == t.num
+	case "!=":
+		ok = f != t.num
+	}
+	return b2i(ok), nil
+}
+
+// LabelOf returns the 0/1 label of an observed outcome under the model's target (see
+// Target.Label).
+func (m *Model) LabelOf(v any) (int, error) {
+	t, err := ParseTarget(m.target)
+	if err != nil {
+		return 0, err
+	}
+	return t.Label(v)
+}

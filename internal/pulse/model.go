@@ -6,6 +6,9 @@ import "time"
 const (
 	AliasChampion   = "champion"
 	AliasChallenger = "challenger"
+	// AliasLive names the live model of a followed stream (see internal/online): the newest
+	// weights, published every second, not a stored version. It is never stored.
+	AliasLive = "live"
 )
 
 // Model is a named series of versions with movable aliases.
@@ -139,6 +142,34 @@ type Lineage struct {
 	// JobID is the job that trained the version, when a job did: a retried job finds the
 	// version its earlier attempt registered instead of training another.
 	JobID int64 `json:"job_id,omitempty"`
+	// Stream records, for a version snapshotted by an online follower (trigger "stream"), the
+	// position in the ingest stream its state includes.
+	Stream *StreamLineage `json:"stream,omitempty"`
+}
+
+// StreamLineage is where in a stream an online-trained version stands: its learner has learnt
+// every labelled record of the followed dataset before Offsets, and none after.
+type StreamLineage struct {
+	Topic string `json:"topic"`
+	// Offsets maps each partition (in decimal) to the next offset to consume.
+	Offsets map[string]int64 `json:"offsets"`
+	// Records is the number of records learnt since the base version.
+	Records int64 `json:"records"`
+	// BaseVersion is the batch-trained version the stream started from.
+	BaseVersion int         `json:"base_version"`
+	Prequential Prequential `json:"prequential"`
+}
+
+// Prequential are test-then-train metrics: each record is scored before it is learnt.
+type Prequential struct {
+	// Accuracy and ROCAUC over the last Window records.
+	Accuracy float64 `json:"accuracy"`
+	ROCAUC   float64 `json:"roc_auc"`
+	Window   int     `json:"window"`
+	// CumulativeAccuracy and CumulativeROCAUC over every record learnt (the AUC from scores
+	// binned in 1/1024ths).
+	CumulativeAccuracy float64 `json:"cumulative_accuracy"`
+	CumulativeROCAUC   float64 `json:"cumulative_roc_auc"`
 }
 
 // Search is a hyperparameter search by stratified cross-validation inside the training split.

@@ -71,6 +71,8 @@ type Service struct {
 	// regMu serialises the check-and-create of RegisterDataset, so that concurrent uploads of
 	// the same bytes under the same name record one dataset.
 	regMu sync.Mutex
+	// live maps model name -> *Loaded: the live model an online follower publishes.
+	live sync.Map
 }
 
 // Loaded is a version with its artifact decoded and verified, ready to score.
@@ -542,4 +544,78 @@ func (s *Service) Artifact(ctx context.Context, model string, version int) ([]by
 		return nil, nil, fmt.Errorf("registry: read artifact: %w", err)
 	}
 	return data, v, nil
+}
+
+// SetLive publishes m as the live model of model (the alias "live" of serving), described by
+// v: the version it descends from (its last snapshot, or its base version). m must not change
+// afterwards; the follower publishes a frozen copy. A nil m withdraws the live model.
+func (s *Service) SetLive(model string, m *ml.Model, v *pulse.ModelVersion) {
+	if m == nil || v == nil {
+		s.live.Delete(model)
+		return
+	}
+	s.live.Store(model, &Loaded{Version: v, Model: m})
+}
+
+// Live returns the live model of model, if a follower in this process publishes one.
+func (s *Service) Live(model string) (*Loaded, bool) {
+	l, ok := s.live.Load(model)
+	if !ok {
+		return nil, false
+	}
+	return l.(*Loaded), true
+}
+
+// RegisterStreamVersion stores m, an ftrl model that kept learning from a stream after base,
+// as a new version of base's model with trigger "stream" and stream lineage (where in the
+// stream its state stands). The dataset lineage, target and algorithm are base's; the offline
+// metrics are left empty (the stream's prequential metrics are in the lineage).
+func (s *Service) RegisterStreamVersion(ctx context.Context, m *ml.Model, base *pulse.ModelVersion, stream *pulse.StreamLineage) (*pulse.ModelVersion, error) {
+	if m == nil || base == nil || stream == nil {
+		return nil, pulse.Errorf(pulse.EINVALID, "register stream version: model, base version and stream lineage are required")
+	}
+	model := base.Model
+	artifact, err := ml.Encode(m)
+	if err != nil {
+		return nil, fmt.Errorf("registry: encode model: %w", err)
+	}
+	sum := sha256.Sum256(artifact)
+	hash := hex.EncodeToString(sum[:])
+	key := fmt.Sprintf("models/%s/sha256-%s.json", model, hash)
+	if err := s.writeBlob(ctx, s.cfg.Blobs, key, artifact, "application/json"); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	lin := base.Lineage
+	lin.Trigger = "stream"
+	lin.TrainedAt = now
+	lin.DurationMS = 0
+	lin.JobID = 0
+	lin.Search = nil
+	lin.PulseVersion = s.cfg.PulseVersion
+	lin.GitCommit = s.cfg.GitCommit
+	lin.Stream = stream
+	v := &pulse.ModelVersion{
+		Model:          model,
+		Algorithm:      m.Algorithm(),
+		Features:       m.Inputs(),
+		Target:         m.Target(),
+		Threshold:      m.Threshold(),
+		ArtifactKey:    key,
+		ArtifactSHA256: hash,
+		ArtifactBytes:  int64(len(artifact)),
+		Description:    m.Describe(),
+		Lineage:        lin,
+		CreatedAt:      now,
+	}
+	if err := s.cfg.Store.CreateVersion(ctx, v); err != nil {
+		return nil, err
+	}
+	s.loaded.Store(versionKey{model, v.Version}, &Loaded{Version: v, Model: m})
+	s.log.Info("stream snapshot registered", "model", model, "version", v.Version, "records", stream.Records,
+		"topic", stream.Topic, "artifact", key)
+	if s.cfg.Notifier != nil {
+		s.cfg.Notifier.VersionRegistered(ctx, v)
+	}
+	return v, nil
 }

@@ -11,6 +11,13 @@ import (
 	"github.com/cloudmedical/pulse/internal/pulse"
 )
 
+// ParseInputs fills values (in the order of inputs, a model's Inputs()) from a JSON object's
+// fields under the rules of a predict request (see parseInputs): what a stream of JSON
+// records, such as ingest events, goes through to reach a model. Errors name the field.
+func ParseInputs(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml.Value, strict bool) (warnings []string, err error) {
+	return parseInputs(inputs, fields, values, "", strict)
+}
+
 // parseInputs fills values (in the model's input order) from a JSON object's fields.
 //
 // The rules, documented in docs/API.md:

@@ -135,6 +135,12 @@ func statusOf(err error) string {
 	return pulse.ErrorCode(err)
 }
 
+// LiveModels is what Models may also offer: the live models of followed streams (see
+// internal/online), which the alias "live" resolves to. *registry.Service offers it.
+type LiveModels interface {
+	Live(model string) (*registry.Loaded, bool)
+}
+
 func (s *Scorer) resolve(ctx context.Context, req Request) (*registry.Loaded, string, error) {
 	if req.Version > 0 {
 		l, err := s.cfg.Models.Load(ctx, req.Model, req.Version)
@@ -143,6 +149,14 @@ func (s *Scorer) resolve(ctx context.Context, req Request) (*registry.Loaded, st
 	alias := req.Alias
 	if alias == "" {
 		alias = pulse.AliasChampion
+	}
+	if alias == pulse.AliasLive {
+		if lm, ok := s.cfg.Models.(LiveModels); ok {
+			if l, ok := lm.Live(req.Model); ok {
+				return l, alias, nil
+			}
+		}
+		// No follower publishes this model here: a stored alias named "live", if any, answers.
 	}
 	v, ok := s.cfg.Models.Resolve(req.Model, alias)
 	if !ok {
