@@ -196,6 +196,9 @@ func ParseTarget(expr string) (Target, error) {
 	return Target{text: tg.text, op: tg.op, num: tg.num, cat: tg.cat, quoted: quoted}, nil
 }
 
+// TargetColumn returns the column a target expression reads ("num" for "num > 0").
+func TargetColumn(expr string) string { return targetColumn(expr) }
+
 // targetColumn returns the column name of a target expression.
 func targetColumn(expr string) string {
 	e := strings.TrimSpace(expr)

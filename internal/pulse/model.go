@@ -142,6 +142,10 @@ type Lineage struct {
 	// JobID is the job that trained the version, when a job did: a retried job finds the
 	// version its earlier attempt registered instead of training another.
 	JobID int64 `json:"job_id,omitempty"`
+	// IngestSince and IngestedRows say which ingested records (the lake's ingest table of the
+	// dataset, received since IngestSince, each event once) were added to the dataset's rows.
+	IngestSince  *time.Time `json:"ingest_since,omitempty"`
+	IngestedRows int        `json:"ingested_rows,omitempty"`
 	// Stream records, for a version snapshotted by an online follower (trigger "stream"), the
 	// position in the ingest stream its state includes.
 	Stream *StreamLineage `json:"stream,omitempty"`

@@ -275,6 +275,9 @@ type TrainRequest struct {
 	// Search, when set, chooses params by stratified cross-validation inside the training split.
 	Search  *ml.SearchSpec `json:"search,omitempty"`
 	Trigger string         `json:"-"`
+	// IngestWindow, when set ("90d", "720h"), adds to the dataset's rows the labelled records
+	// ingested for the dataset within that window before now: the latest data.
+	IngestWindow string `json:"ingest_window,omitempty"`
 	// JobID is the job asking, when one does. Training is then idempotent per job: if a
 	// version with this job id exists (an earlier attempt registered it and then died), it is
 	// returned instead of training again.
@@ -311,6 +314,19 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	tbl, err := s.LoadTable(ctx, d)
 	if err != nil {
 		return nil, err
+	}
+	var ingestSince *time.Time
+	ingested := 0
+	if req.IngestWindow != "" {
+		window, err := parseWindow(req.IngestWindow)
+		if err != nil {
+			return nil, err
+		}
+		since := s.cfg.Now().UTC().Add(-window)
+		if ingested, err = s.appendIngested(ctx, tbl, d.Name, req.Target, since); err != nil {
+			return nil, err
+		}
+		ingestSince = &since
 	}
 	spec := ml.Spec{
 		Target:    req.Target,
@@ -379,6 +395,8 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 			DurationMS:    float64(took.Microseconds()) / 1000,
 			Search:        res.Search,
 			JobID:         req.JobID,
+			IngestSince:   ingestSince,
+			IngestedRows:  ingested,
 		},
 		CreatedAt: now,
 	}

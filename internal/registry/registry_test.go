@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"io"
 	"math"
@@ -773,5 +775,52 @@ func TestCompareOnHoldout(t *testing.T) {
 	}
 	if _, err := e.svc.CompareOnHoldout(ctx, "hd", 1, 9); pulse.ErrorCode(err) != pulse.ENOTFOUND {
 		t.Errorf("missing challenger: got %v", err)
+	}
+}
+
+// TestTrainIngestWindow trains on the dataset plus the labelled records ingested within the
+// window: each event once, none older than the window, none without a label.
+func TestTrainIngestWindow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	register(t, e.svc, "heart", readCleveland(t))
+	lk, err := lake.Open(ctx, lake.Config{WALDir: t.TempDir(), Store: e.lake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.now // the registry's clock in these tests
+	var recs []lake.IngestRecord
+	for i := range 50 {
+		r := lake.IngestRecord{
+			EventID: fmt.Sprintf("e-%d", i), Dataset: "heart", ReceivedAt: now.Add(-time.Duration(i) * time.Hour), Source: "test",
+			Record: []byte(fmt.Sprintf(`{"age":%d,"sex":%d,"cp":%d,"thalach":%d,"oldpeak":"1.5","colour":"red"}`, 40+i%30, i%2, 1+i%4, 120+i)),
+			Label:  []byte(strconv.Itoa(i % 3)), Partition: -1, Offset: -1,
+		}
+		switch {
+		case i >= 45:
+			r.ReceivedAt = now.Add(-72 * time.Hour) // outside a 2-day window
+		case i >= 40:
+			r.Label = nil // no outcome yet
+		}
+		recs = append(recs, r)
+	}
+	recs = append(recs, recs[3]) // delivered twice
+	if err := lk.AppendIngest(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.svc.Train(ctx, "hd", registry.TrainRequest{Dataset: "heart", Target: "num > 0", Seed: 1, CVFolds: 3, IngestWindow: "2d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Lineage.IngestedRows != 40 || v.Lineage.TrainingRows+v.Lineage.HoldoutRows != 303+40 || v.Lineage.IngestSince == nil {
+		t.Errorf("ingest window: got %d ingested, %d rows in all (since %v); want 40 and 343",
+			v.Lineage.IngestedRows, v.Lineage.TrainingRows+v.Lineage.HoldoutRows, v.Lineage.IngestSince)
+	}
+	_, err = e.svc.Train(ctx, "hd", registry.TrainRequest{Dataset: "heart", Target: "num > 0", IngestWindow: "soon"})
+	if pe := wantCode(t, "bad window", err, pulse.EUNPROCESSABLE); pe.Field != "ingest_window" {
+		t.Errorf("bad window: got field %q", pe.Field)
 	}
 }
