@@ -44,7 +44,7 @@ func BenchmarkIngestLatency(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		t0 := time.Now()
-		rec := &kgo.Record{Topic: topic, Key: []byte(dataset), Value: evs[i%len(evs)]}
+		rec := &kgo.Record{Topic: e.topic, Key: []byte(dataset), Value: evs[i%len(evs)]}
 		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 			b.Fatal(err)
 		}

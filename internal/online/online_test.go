@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,7 +30,7 @@ import (
 )
 
 const (
-	topic   = "pulse.ingest"
+	topic   = "pulse.ingest" // the in-process broker's; a real broker gets a topic of its own per test
 	dataset = "heart-disease"
 )
 
@@ -48,12 +50,18 @@ type testEnv struct {
 	reg    *registry.Service
 	opts   []kgo.Opt
 	client *kgo.Client
+	topic  string
 }
 
 func newEnv(tb testing.TB, models ...string) *testEnv {
+	return newEnvOn(tb, "", models...)
+}
+
+// newEnvOn is newEnv on the brokers given, or on an in-process broker when brokers is "".
+func newEnvOn(tb testing.TB, brokers string, models ...string) *testEnv {
 	tb.Helper()
 	ctx := context.Background()
-	e := &testEnv{stores: registrytest.New(tb)}
+	e := &testEnv{stores: registrytest.New(tb), topic: topic}
 	e.reg = e.registry(tb)
 	data, err := os.ReadFile(cleveland)
 	if err != nil {
@@ -67,17 +75,22 @@ func newEnv(tb testing.TB, models ...string) *testEnv {
 			tb.Fatal(err)
 		}
 	}
-	emb, err := kafka.StartEmbedded(ctx, kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: tb.TempDir(), NoSync: true})
-	if err != nil {
-		tb.Fatal(err)
+	if brokers == "" {
+		emb, err := kafka.StartEmbedded(ctx, kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: tb.TempDir(), NoSync: true})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(emb.Close)
+		brokers = emb.Addr()
+	} else {
+		e.topic = fmt.Sprintf("online-test-%d.ingest", time.Now().UnixNano())
 	}
-	tb.Cleanup(emb.Close)
-	e.opts = []kgo.Opt{kgo.SeedBrokers(emb.Addr())}
+	e.opts = []kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}
 	if e.client, err = kgo.NewClient(append(e.opts, kgo.ProducerLinger(0))...); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(e.client.Close)
-	if err := kafka.EnsureTopics(ctx, e.client, []string{topic}, 3); err != nil {
+	if err := kafka.EnsureTopics(ctx, e.client, []string{e.topic}, 3); err != nil {
 		tb.Fatal(err)
 	}
 	return e
@@ -100,7 +113,7 @@ func (e *testEnv) produce(tb testing.TB, values [][]byte) {
 	for i := 0; i < len(values); i += batch {
 		recs := make([]*kgo.Record, 0, batch)
 		for _, v := range values[i:min(i+batch, len(values))] {
-			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(dataset), Value: v})
+			recs = append(recs, &kgo.Record{Topic: e.topic, Key: []byte(dataset), Value: v})
 		}
 		if err := e.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 			tb.Fatal(err)
@@ -187,7 +200,7 @@ func stream(tb testing.TB, passes int) [][]byte {
 
 func start(tb testing.TB, ctx context.Context, e *testEnv, reg *registry.Service, spec Spec, batch int) *Manager {
 	tb.Helper()
-	m, err := Start(ctx, Config{Specs: []Spec{spec}, Registry: reg, ClientOpts: e.opts, Topic: topic, BatchRecords: batch})
+	m, err := Start(ctx, Config{Specs: []Spec{spec}, Registry: reg, ClientOpts: e.opts, Topic: e.topic, BatchRecords: batch})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -214,13 +227,19 @@ func waitRecords(tb testing.TB, m *Manager, model string, n int64) Status {
 	}
 }
 
-func TestPrequentialAUCRises(t *testing.T) {
-	e := newEnv(t, "heart-online")
+func TestPrequentialAUCRises(t *testing.T) { testPrequentialAUCRises(t, newEnv(t, "heart-online")) }
+
+// TestPrequentialAUCRisesApacheKafka runs the same stream through a real Apache Kafka broker.
+func TestPrequentialAUCRisesApacheKafka(t *testing.T) {
+	testPrequentialAUCRises(t, newEnvOn(t, realKafka(t), "heart-online"))
+}
+
+func testPrequentialAUCRises(t *testing.T, e *testEnv) {
 	evs := stream(t, 5)
 	e.produce(t, evs)
 	metrics := prometheus.NewRegistry()
 	m, err := Start(context.Background(), Config{Specs: []Spec{{Model: "heart-online", Dataset: dataset}}, Registry: e.reg,
-		ClientOpts: e.opts, Topic: topic, Registerer: metrics})
+		ClientOpts: e.opts, Topic: e.topic, Registerer: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +296,16 @@ func TestPrequentialAUCRises(t *testing.T) {
 // TestKillAndRestartIsBitExact: a follower killed mid-stream (no final snapshot) and
 // restarted from its last snapshot reaches the very learner state of an uninterrupted run.
 func TestKillAndRestartIsBitExact(t *testing.T) {
+	testKillAndRestartIsBitExact(t, newEnv(t, "heart-a", "heart-b"))
+}
+
+// TestKillAndRestartIsBitExactApacheKafka runs the same kill and restart on a real Apache Kafka.
+func TestKillAndRestartIsBitExactApacheKafka(t *testing.T) {
+	testKillAndRestartIsBitExact(t, newEnvOn(t, realKafka(t), "heart-a", "heart-b"))
+}
+
+func testKillAndRestartIsBitExact(t *testing.T, e *testEnv) {
 	ctx := context.Background()
-	e := newEnv(t, "heart-a", "heart-b")
 	evs := stream(t, 3)
 	e.produce(t, evs)
 	total := int64(len(evs))
@@ -393,8 +420,8 @@ func TestSnapshotsAndLiveModel(t *testing.T) {
 			t.Errorf("version %d: offsets %v (sum %d), records %d after %d: want offsets summing to the records, rising", v.Version, s.Offsets, sum, s.Records, prev)
 		}
 		prev = s.Records
-		if s.Topic != topic || s.BaseVersion != 1 || v.Lineage.DatasetName != dataset {
-			t.Errorf("version %d: lineage %+v / %+v, want topic %s, base 1, dataset %s", v.Version, v.Lineage, s, topic, dataset)
+		if s.Topic != e.topic || s.BaseVersion != 1 || v.Lineage.DatasetName != dataset {
+			t.Errorf("version %d: lineage %+v / %+v, want topic %s, base 1, dataset %s", v.Version, v.Lineage, s, e.topic, dataset)
 		}
 	}
 	if snaps < 2 || prev != int64(len(evs)) || st.LastSnapshotVersion != vs[len(vs)-1].Version {
@@ -522,7 +549,7 @@ func TestRefusesNonFTRL(t *testing.T) {
 	if _, err := e.reg.Train(ctx, "heart-logreg", registry.TrainRequest{Dataset: dataset, Target: "num > 0"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Start(ctx, Config{Specs: []Spec{{Model: "heart-logreg", Dataset: dataset}}, Registry: e.reg, ClientOpts: e.opts, Topic: topic})
+	_, err := Start(ctx, Config{Specs: []Spec{{Model: "heart-logreg", Dataset: dataset}}, Registry: e.reg, ClientOpts: e.opts, Topic: e.topic})
 	if pulse.ErrorCode(err) != pulse.EUNPROCESSABLE || !strings.Contains(err.Error(), "ftrl") {
 		t.Errorf("got %v, want EUNPROCESSABLE naming ftrl", err)
 	}
@@ -574,4 +601,21 @@ func TestLoadSpecs(t *testing.T) {
 			t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.err)
 		}
 	}
+}
+
+// realKafka returns the brokers of the real Apache Kafka the test command starts
+// (PULSE_TEST_KAFKA_BROKERS), starting one with scripts/kafka when it is unset: never a skip.
+func realKafka(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("PULSE_TEST_KAFKA_BROKERS"); b != "" {
+		return b
+	}
+	dir := t.TempDir()
+	script := filepath.Join("..", "..", "scripts", "kafka")
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		t.Fatalf("PULSE_TEST_KAFKA_BROKERS is not set and %s start failed (%v): run ./scripts/test", script, err)
+	}
+	t.Cleanup(func() { _ = exec.Command(script, "stop", dir).Run() })
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "PULSE_TEST_KAFKA_BROKERS=")
 }
