@@ -50,17 +50,7 @@ func TestEventsThroughTheEmbeddedBroker(t *testing.T) {
 // TestEventsThroughApacheKafka runs the same scenario against a real Apache Kafka broker
 // (started by the test command; PULSE_TEST_KAFKA_BROKERS).
 func TestEventsThroughApacheKafka(t *testing.T) {
-	brokers := os.Getenv("PULSE_TEST_KAFKA_BROKERS")
-	if brokers == "" {
-		// Not started by the test command: start one for this test (never skip).
-		dir := t.TempDir()
-		out, err := exec.Command(filepath.Join("..", "scripts", "kafka"), "start", dir).Output()
-		if err != nil {
-			t.Fatalf("PULSE_TEST_KAFKA_BROKERS is not set and scripts/kafka start failed (%v): run ./scripts/test", err)
-		}
-		t.Cleanup(func() { _ = exec.Command(filepath.Join("..", "scripts", "kafka"), "stop", dir).Run() })
-		brokers = strings.TrimPrefix(strings.TrimSpace(string(out)), "PULSE_TEST_KAFKA_BROKERS=")
-	}
+	brokers := realKafka(t)
 	prefix := fmt.Sprintf("e2e-%d.", time.Now().UnixNano()) // topics of its own on the shared broker
 	testEvents(t, prefix, "--kafka-brokers", brokers, "--kafka-topic-prefix", prefix)
 }
@@ -165,4 +155,101 @@ func testEvents(t *testing.T, prefix string, flags ...string) {
 			t.Errorf("ingested row: got %+v", r)
 		}
 	}
+}
+
+// TestScheduledRetrainGates: two schedules fire on start (run_on_start) and retrain the
+// example's model; the gate promotes one new version (any loss tolerated) and refuses the
+// other (a floor it cannot reach); both decisions, with their numbers, are announced on
+// model.events — on the embedded broker and on a real Apache Kafka.
+func TestScheduledRetrainGates(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { testScheduledGates(t, "pulse.") })
+	t.Run("apache-kafka", func(t *testing.T) {
+		brokers := realKafka(t)
+		prefix := fmt.Sprintf("e2e-sched-%d.", time.Now().UnixNano())
+		testScheduledGates(t, prefix, "--kafka-brokers", brokers, "--kafka-topic-prefix", prefix)
+	})
+}
+
+func testScheduledGates(t *testing.T, prefix string, flags ...string) {
+	dataDir := t.TempDir()
+	cwd, _ := os.Getwd()
+	schedules := filepath.Join(t.TempDir(), "schedules.json")
+	if err := os.WriteFile(schedules, []byte(`[
+ {"model": "heart-disease", "cron": "0 0 1 1 *", "run_on_start": true,
+  "request": {"dataset": "heart-disease", "target": "num > 0", "seed": 11}, "gate": {"metric": "roc_auc", "min_gain": -1}},
+ {"model": "heart-disease", "cron": "0 0 1 1 *", "run_on_start": true,
+  "request": {"dataset": "heart-disease", "target": "num > 0", "seed": 12}, "gate": {"metric": "roc_auc", "min_gain": -1, "floor": 0.999}}
+]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--example", "heart-disease", "--example-data", filepath.Join(sharedData, "processed.cleveland.data"), "--schedules", schedules}, flags...)
+	s := startServer(t, dataDir, cwd, args...)
+	broker := brokersRE.FindStringSubmatch(s.Logs())[1]
+	var announced string
+	eventually(t, "both scheduled retrains announce their gate decisions", func() bool {
+		announced = kcat(t, "", "-b", broker, "-t", prefix+"model.events", "-C", "-o", "beginning", "-e", "-q")
+		return strings.Count(announced, `"type":"com.cloudmedical.pulse.job.succeeded"`) >= 2
+	}, func() string { return announced })
+	var promoted, refused int
+	for _, line := range strings.Split(announced, "\n") {
+		var e struct {
+			Type string `json:"type"`
+			Data struct {
+				Result struct {
+					Version int `json:"version"`
+					Gate    struct {
+						Alias         string  `json:"alias"`
+						Source        string  `json:"source"`
+						Reason        string  `json:"reason"`
+						Value         float64 `json:"value"`
+						ChampionValue float64 `json:"champion_value"`
+					} `json:"gate"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Type != "com.cloudmedical.pulse.job.succeeded" {
+			continue
+		}
+		g := e.Data.Result.Gate
+		if g.Source != "fresh_holdout" || g.Reason == "" {
+			t.Errorf("decision of version %d: got %+v, want one made on the fresh holdout, with a reason", e.Data.Result.Version, g)
+		}
+		switch {
+		case g.Alias == "champion":
+			promoted++
+		case g.Alias == "challenger" && strings.Contains(g.Reason, "floor"):
+			refused++
+		}
+	}
+	if promoted != 1 || refused != 1 {
+		t.Errorf("gate decisions: got %d promoted and %d refused, want 1 and 1\n%s", promoted, refused, announced)
+	}
+	jobs := s.get("/v1/jobs?model=heart-disease").json(t)["jobs"].([]any)
+	for _, j := range jobs {
+		if j.(map[string]any)["trigger"] != "schedule" {
+			t.Errorf("job: got trigger %v, want schedule", j.(map[string]any)["trigger"])
+		}
+	}
+	m := s.get("/v1/models/heart-disease").json(t)["aliases"].(map[string]any)
+	if m["champion"] == 1.0 || m["challenger"] == nil || m["champion"] == m["challenger"] {
+		t.Errorf("aliases after the gates: got %v, want a new champion and the refused version as challenger", m)
+	}
+	s.stop()
+}
+
+// realKafka returns the brokers of the real Apache Kafka the test command starts
+// (PULSE_TEST_KAFKA_BROKERS), starting one with scripts/kafka when it is unset: never a skip.
+func realKafka(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("PULSE_TEST_KAFKA_BROKERS"); b != "" {
+		return b
+	}
+	dir := t.TempDir()
+	script := filepath.Join("..", "scripts", "kafka")
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		t.Fatalf("PULSE_TEST_KAFKA_BROKERS is not set and %s start failed (%v): run ./scripts/test", script, err)
+	}
+	t.Cleanup(func() { _ = exec.Command(script, "stop", dir).Run() })
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "PULSE_TEST_KAFKA_BROKERS=")
 }

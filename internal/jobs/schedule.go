@@ -202,7 +202,9 @@ func periodicJobs(schedules []Schedule) ([]*river.PeriodicJob, error) {
 		args := TrainArgs{Model: s.Model, Request: s.Request, Trigger: "schedule", RequestedBy: "schedule " + s.Cron, Gate: s.Gate}
 		out = append(out, river.NewPeriodicJob(utcSchedule{sched}, func() (river.JobArgs, *river.InsertOpts) {
 			return args, nil
-		}, &river.PeriodicJobOpts{ID: "train:" + s.Model, RunOnStart: s.RunOnStart}))
+			// The ID names the schedule by its place in the file (the same on every process),
+			// so that a model may have several schedules.
+		}, &river.PeriodicJobOpts{ID: fmt.Sprintf("train:%s:%d", s.Model, i+1), RunOnStart: s.RunOnStart}))
 	}
 	return out, nil
 }
