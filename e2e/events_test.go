@@ -83,10 +83,11 @@ func testEvents(t *testing.T, prefix string, flags ...string) {
 	if len(jobs) != 1 || jobs[0].(map[string]any)["trigger"] != "event" {
 		t.Errorf("jobs: got %v, want the one from the event", jobs)
 	}
-	dlq := kcat(t, "", "-b", broker, "-t", prefix+"train.requests.dlq", "-C", "-o", "beginning", "-e", "-q")
-	if !strings.Contains(dlq, "this is not a cloud event") {
-		t.Errorf("dead-letter topic: got %q, want the malformed record", dlq)
-	}
+	var dlq string
+	eventually(t, "the malformed train request is dead-lettered", func() bool {
+		dlq = kcat(t, "", "-b", broker, "-t", prefix+"train.requests.dlq", "-C", "-o", "beginning", "-e", "-q")
+		return strings.Contains(dlq, "this is not a cloud event")
+	}, func() string { return dlq })
 	wants := []string{`"type":"com.cloudmedical.pulse.model.version_registered"`, `"version":2`, `"type":"com.cloudmedical.pulse.model.alias_moved"`,
 		`"type":"com.cloudmedical.pulse.job.started"`, `"type":"com.cloudmedical.pulse.job.succeeded"`}
 	var announced string
