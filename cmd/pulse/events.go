@@ -36,6 +36,9 @@ type EventsConfig struct {
 	// EmbeddedAddr is where the embedded broker listens ("127.0.0.1:0" picks a free port).
 	EmbeddedAddr string
 	Partitions   int
+	// Retention bounds what the embedded broker keeps on disk: by age and by bytes per partition.
+	Retention      time.Duration
+	RetentionBytes int64
 }
 
 // addEventFlags registers the event flags. A worker never starts the embedded broker: without
@@ -55,6 +58,8 @@ func addEventFlags(fs *flag.FlagSet, c *EventsConfig, worker bool) {
 	fs.StringVar(&c.TopicPrefix, "kafka-topic-prefix", envOr("PULSE_KAFKA_TOPIC_PREFIX", kafka.DefaultTopicPrefix), "prefix of Pulse's topic names (env PULSE_KAFKA_TOPIC_PREFIX)")
 	fs.StringVar(&c.EmbeddedAddr, "kafka-addr", envOr("PULSE_KAFKA_ADDR", kafka.DefaultEmbeddedAddr), "listen address of the embedded Kafka-compatible broker (env PULSE_KAFKA_ADDR)")
 	fs.IntVar(&c.Partitions, "kafka-partitions", 3, "partitions of the topics Pulse creates")
+	fs.DurationVar(&c.Retention, "kafka-retention", 7*24*time.Hour, "how long the embedded broker keeps records")
+	fs.Int64Var(&c.RetentionBytes, "kafka-retention-bytes", 1<<30, "how many bytes the embedded broker keeps per partition")
 }
 
 // eventBus is the running event backbone of pulse serve: the connection (and the embedded
@@ -93,9 +98,11 @@ func openEvents(ctx context.Context, c EventsConfig, dataDir string, log *slog.L
 	}
 	topics := events.Topics{Prefix: cfg.WithDefaults().TopicPrefix}
 	conn, err := kafka.Open(ctx, cfg, kafka.EmbeddedConfig{
-		Addr:    c.EmbeddedAddr,
-		DataDir: filepath.Join(dataDir, "kafka"),
-		Logger:  log.With("component", "kafka"),
+		Addr:           c.EmbeddedAddr,
+		DataDir:        filepath.Join(dataDir, "kafka"),
+		RetentionMs:    c.Retention.Milliseconds(),
+		RetentionBytes: c.RetentionBytes,
+		Logger:         log.With("component", "kafka"),
 	}, topics.All(), int32(c.Partitions))
 	if err != nil {
 		return nil, fmt.Errorf("serve: kafka: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -44,6 +45,27 @@ type Embedded struct {
 	cluster   *kfake.Cluster
 	addr      string
 	closeOnce sync.Once
+	stop      chan struct{} // ends the retention loop
+}
+
+// retentionInterval is how often the embedded broker deletes what is past its retention (kfake
+// applies broker-wide retention only when asked).
+const retentionInterval = time.Minute
+
+// ApplyRetention deletes now the records past the retention bounds.
+func (e *Embedded) ApplyRetention() { e.cluster.ApplyRetention() }
+
+func (e *Embedded) retain() {
+	t := time.NewTicker(retentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.cluster.ApplyRetention()
+		}
+	}
 }
 
 // StartEmbedded starts the embedded broker; it is ready when StartEmbedded returns.
@@ -112,7 +134,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		c.Close()
 		return nil, fmt.Errorf("kafka: embedded broker: got %d listen addresses, want 1", len(addrs))
 	}
-	return &Embedded{cluster: c, addr: addrs[0]}, nil
+	e := &Embedded{cluster: c, addr: addrs[0], stop: make(chan struct{})}
+	if cfg.RetentionBytes > 0 || cfg.RetentionMs > 0 {
+		go e.retain()
+	}
+	return e, nil
 }
 
 // Addr returns the host:port the broker listens on (with the actual port when 0 was asked).
@@ -120,7 +146,10 @@ func (e *Embedded) Addr() string { return e.addr }
 
 // Close stops the broker and flushes its data to disk; later calls do nothing.
 func (e *Embedded) Close() {
-	e.closeOnce.Do(e.cluster.Close)
+	e.closeOnce.Do(func() {
+		close(e.stop)
+		e.cluster.Close()
+	})
 }
 
 type slogAdapter struct{ l *slog.Logger }
