@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -143,18 +142,9 @@ func (m *ServeMain) Run(ctx context.Context) (err error) {
 
 func (m *ServeMain) open(ctx context.Context) error {
 	c := m.Config
-	dataDir, err := filepath.Abs(c.DataDir)
+	dataDir, err := prepareDataDir("serve", c.DataDir, &c.BlobURL, &c.LakeURL)
 	if err != nil {
-		return fmt.Errorf("serve: data dir: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("serve: data dir: %w", err)
-	}
-	if c.BlobURL == "" {
-		c.BlobURL = blobstore.FileURL(filepath.Join(dataDir, "blobs"))
-	}
-	if c.LakeURL == "" {
-		c.LakeURL = blobstore.FileURL(filepath.Join(dataDir, "lake"))
+		return err
 	}
 	walDir := filepath.Join(dataDir, "wal")
 

@@ -47,6 +47,25 @@ func openMetadata(ctx context.Context, dataDir, databaseURL string, log *slog.Lo
 	return db, jobs.Config{SQLitePath: filepath.Join(dataDir, "jobs.db")}, path, nil
 }
 
+// prepareDataDir makes the data directory (absolute) and defaults the blob and lake URLs to
+// buckets inside it, as pulse serve and pulse worker both do.
+func prepareDataDir(cmd, dir string, blobURL, lakeURL *string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%s: data dir: %w", cmd, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("%s: data dir: %w", cmd, err)
+	}
+	if *blobURL == "" {
+		*blobURL = blobstore.FileURL(filepath.Join(abs, "blobs"))
+	}
+	if *lakeURL == "" {
+		*lakeURL = blobstore.FileURL(filepath.Join(abs, "lake"))
+	}
+	return abs, nil
+}
+
 // newLogger returns the logger that --log-level and --log-format ask for.
 func newLogger(cmd, level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
@@ -132,18 +151,9 @@ func (m *WorkerMain) Run(ctx context.Context) (err error) {
 		}
 	}
 	c := m.Config
-	dataDir, err := filepath.Abs(c.DataDir)
+	dataDir, err := prepareDataDir("worker", c.DataDir, &c.BlobURL, &c.LakeURL)
 	if err != nil {
-		return fmt.Errorf("worker: data dir: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("worker: data dir: %w", err)
-	}
-	if c.BlobURL == "" {
-		c.BlobURL = blobstore.FileURL(filepath.Join(dataDir, "blobs"))
-	}
-	if c.LakeURL == "" {
-		c.LakeURL = blobstore.FileURL(filepath.Join(dataDir, "lake"))
+		return err
 	}
 	var closers []func() error
 	defer func() {
