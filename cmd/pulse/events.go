@@ -105,7 +105,10 @@ func openEvents(ctx context.Context, c EventsConfig, dataDir string, log *slog.L
 		Logger:         log.With("component", "kafka"),
 	}, topics.All(), int32(c.Partitions))
 	if err != nil {
-		return nil, fmt.Errorf("serve: kafka: %w", err)
+		if len(cfg.Brokers) == 0 {
+			return nil, fmt.Errorf("serve: %w (to run beside another broker: --kafka-addr 127.0.0.1:0 for a free port, --kafka-brokers HOST:PORT to use it, or --kafka-brokers off)", err)
+		}
+		return nil, fmt.Errorf("serve: %w", err)
 	}
 	b := &eventBus{conn: conn, topics: topics, log: log, metrics: metrics}
 	b.pub = events.NewPublisher(conn.Client, events.PublisherConfig{Logger: log.With("component", "events"), Registerer: metrics})
