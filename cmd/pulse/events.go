@@ -210,9 +210,14 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return pulse.Errorf(pulse.EUNPROCESSABLE, "ingest data: %v", err)
 		}
-		if err := known.check(ctx, d.Dataset); err != nil {
+		name, err := known.check(ctx, d.Dataset)
+		if err != nil {
 			return err
 		}
+		if len(d.Record) == 0 || d.Record[0] != '{' {
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "record", "record: want a JSON object of column values")
+		}
+		d.Dataset = name // an id or name@version names the dataset; the lake partitions by name
 		label := d.Label
 		if string(label) == "null" {
 			label = nil
@@ -252,7 +257,8 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 		if err != nil {
 			return fmt.Errorf("serve: %s consumer: %w", c.topic, err)
 		}
-		if err := cons.Start(ctx); err != nil {
+		// Stopped by stopConsumers (finish the batch, commit), not by the end of ctx.
+		if err := cons.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("serve: %s consumer: %w", c.topic, err)
 		}
 		b.consumers = append(b.consumers, cons)
@@ -289,18 +295,19 @@ type knownDatasets struct {
 	seen sync.Map
 }
 
-func (k *knownDatasets) check(ctx context.Context, name string) error {
-	if _, ok := k.seen.Load(name); ok {
-		return nil
+func (k *knownDatasets) check(ctx context.Context, ref string) (string, error) {
+	if name, ok := k.seen.Load(ref); ok {
+		return name.(string), nil
 	}
-	if _, err := k.reg.Dataset(ctx, name); err != nil {
+	d, err := k.reg.Dataset(ctx, ref)
+	if err != nil {
 		if pulse.ErrorCode(err) == pulse.ENOTFOUND {
-			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "dataset", "dataset %q is not registered", name)
+			return "", pulse.FieldErrorf(pulse.EUNPROCESSABLE, "dataset", "dataset %q is not registered", ref)
 		}
-		return err
+		return "", err
 	}
-	k.seen.Store(name, true)
-	return nil
+	k.seen.Store(ref, d.Name)
+	return d.Name, nil
 }
 
 // JobStarted implements jobs.Notifier.

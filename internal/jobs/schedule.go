@@ -118,12 +118,17 @@ func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion
 	}
 	champ, ok := m.Aliases[pulse.AliasChampion]
 	if !ok || champ == v.Version {
-		// The model's first version (or one already champion): nothing to compare with.
+		// The model's first version (or one already champion): nothing to compare with, but
+		// the floor still holds.
 		val, src, _ := metric(v, g.Metric, v.Metrics.CV != nil)
 		d.Value, d.Source, d.Alias = val, src, pulse.AliasChampion
 		d.Reason = "no other champion to compare with"
+		if champ != v.Version && src != "none" && !reachesFloor(val) {
+			d.Alias = pulse.AliasChallenger
+			d.Reason = fmt.Sprintf("no champion to compare with, and %s %.4f does not reach the floor %.4f", g.Metric, val, *g.Floor)
+		}
 		if champ != v.Version {
-			if _, err := reg.SetAlias(ctx, v.Model, pulse.AliasChampion, v.Version); err != nil {
+			if _, err := reg.SetAlias(ctx, v.Model, d.Alias, v.Version); err != nil {
 				return nil, err
 			}
 		}

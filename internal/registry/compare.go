@@ -30,6 +30,11 @@ func (s *Service) CompareOnHoldout(ctx context.Context, model string, champion, 
 	if lin.Holdout <= 0 {
 		return nil, pulse.Errorf(pulse.EUNPROCESSABLE, "model %s version %d was trained without a holdout", model, challenger)
 	}
+	if lin.IngestedRows > 0 {
+		// Its split was drawn over the dataset plus ingested records; the split of the dataset
+		// alone would be other rows, some of which it trained on.
+		return nil, pulse.Errorf(pulse.EUNPROCESSABLE, "model %s version %d was trained with ingested records: its holdout cannot be rebuilt", model, challenger)
+	}
 	d, err := s.cfg.Store.FindDataset(ctx, lin.DatasetID)
 	if err != nil {
 		return nil, fmt.Errorf("registry: compare: dataset of version %d: %w", challenger, err)

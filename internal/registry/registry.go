@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,9 @@ type Service struct {
 	// aliases maps model name -> map[alias]version, replaced whole on every change so that
 	// readers never lock.
 	aliases atomic.Pointer[map[string]map[string]int]
+	// aliasGen counts the alias moves made here (under mu), so that a reader who fetched
+	// aliases from the store before a move does not write them back over it.
+	aliasGen atomic.Uint64
 	// regMu serialises the check-and-create of RegisterDataset, so that concurrent uploads of
 	// the same bytes under the same name record one dataset.
 	regMu sync.Mutex
@@ -300,8 +304,20 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 		req.Algorithm = "logreg"
 	}
 	if req.JobID > 0 {
-		if v, err := s.versionOfJob(ctx, model, req.JobID); err != nil || v != nil {
-			return v, err
+		v, err := s.versionOfJob(ctx, model, req.JobID)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			// The earlier attempt may have died between registering the model's first version
+			// and making it champion.
+			if v.Version == 1 && !slices.Contains(v.Aliases, pulse.AliasChampion) {
+				if _, err := s.SetAlias(ctx, model, pulse.AliasChampion, 1); err != nil {
+					return nil, err
+				}
+				v.Aliases = append(v.Aliases, pulse.AliasChampion)
+			}
+			return v, nil
 		}
 	}
 	d, err := s.cfg.Store.FindDataset(ctx, req.Dataset)
@@ -453,12 +469,16 @@ func cvAUC(m *pulse.CVMetrics) float64 {
 // Model returns a model with its aliases, as stored, and brings the in-memory aliases of the
 // model up to date with them (another process may have moved one).
 func (s *Service) Model(ctx context.Context, name string) (*pulse.Model, error) {
+	gen := s.aliasGen.Load()
 	m, err := s.cfg.Store.GetModel(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.aliasGen.Load() != gen {
+		return m, nil // an alias moved here meanwhile: the cache is newer than what was read
+	}
 	old := *s.aliases.Load()
 	if !maps.Equal(old[name], m.Aliases) {
 		next := maps.Clone(old)
@@ -500,6 +520,7 @@ func (s *Service) SetAlias(ctx context.Context, model, alias string, version int
 		return 0, err
 	}
 	s.setAliasCache(model, alias, version)
+	s.aliasGen.Add(1)
 	s.log.Info("alias moved", "model", model, "alias", alias, "version", version, "previous", prev)
 	if s.cfg.Notifier != nil {
 		s.cfg.Notifier.AliasMoved(ctx, model, alias, version, prev)
@@ -515,6 +536,7 @@ func (s *Service) DeleteAlias(ctx context.Context, model, alias string) error {
 		return err
 	}
 	s.setAliasCache(model, alias, 0)
+	s.aliasGen.Add(1)
 	return nil
 }
 

@@ -805,6 +805,11 @@ func TestTrainIngestWindow(t *testing.T) {
 		recs = append(recs, r)
 	}
 	recs = append(recs, recs[3]) // delivered twice
+	// Labels that cannot be the target's outcome, and a record that is not an object: not used.
+	for i, bad := range [][2]string{{`{"age":50}`, `"yes"`}, {`{"age":51}`, `true`}, {`[1,2]`, `1`}} {
+		recs = append(recs, lake.IngestRecord{EventID: fmt.Sprintf("bad-%d", i), Dataset: "heart", ReceivedAt: now, Source: "test",
+			Record: []byte(bad[0]), Label: []byte(bad[1]), Partition: -1, Offset: -1})
+	}
 	if err := lk.AppendIngest(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}

@@ -38,14 +38,27 @@ func (s *Service) appendIngested(ctx context.Context, t *tabular.Table, dataset,
 		return 0, err
 	}
 	targetCol := ml.TargetColumn(target)
-	added := 0
+	tg, err := ml.ParseTarget(target)
+	if err != nil {
+		return 0, err
+	}
+	tj := t.Schema.Index(targetCol)
+	added, skipped := 0, 0
 	for _, r := range recs {
 		if len(r.Label) == 0 {
 			continue
 		}
 		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(r.Record, &fields); err != nil {
-			continue // the ingest consumer validated it; a broken one is not training data
+		var label any
+		if json.Unmarshal(r.Record, &fields) != nil || fields == nil || json.Unmarshal(r.Label, &label) != nil {
+			skipped++ // not an object, or a label that is not JSON: not training data
+			continue
+		}
+		// The label goes into the target's column: it must mean an outcome for the target and
+		// fit that column (a word cannot be a number).
+		if _, err := tg.Label(label); err != nil || (tj >= 0 && t.Num[tj] != nil && math.IsNaN(numberOf(r.Label))) {
+			skipped++
+			continue
 		}
 		for j, col := range t.Schema.Columns {
 			raw := fields[col.Name]
@@ -66,6 +79,9 @@ func (s *Service) appendIngested(ctx context.Context, t *tabular.Table, dataset,
 		}
 		t.Rows++
 		added++
+	}
+	if skipped > 0 {
+		s.log.Warn("ingested records not used for training: no usable label or not an object", "dataset", dataset, "skipped", skipped)
 	}
 	return added, nil
 }
