@@ -29,6 +29,8 @@ Usage:
   pulse alias --delete MODEL ALIAS         remove an alias
   pulse predict MODEL [--version N | --alias A] [FILE|-]
                                            score JSON features read from FILE or stdin
+  pulse export --dialect postgres|sqlite|duckdb (--model M [--version N | --alias A] | --artifact FILE)
+                                           write a model version as SQL: a view that scores a table in place
   pulse version                            print the version
 
 Client commands talk to --server (env PULSE_SERVER, default http://127.0.0.1:8080).
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAlias(ctx, rest, stdout, stderr)
 	case "predict":
 		return runPredict(ctx, rest, stdin, stdout, stderr)
+	case "export":
+		return runExport(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "pulse %s (commit %s)\n", Version, gitCommit())
 		return nil

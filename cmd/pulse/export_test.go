@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/cloudmedical/pulse/internal/example"
+	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/tabular"
+)
+
+// TestExportArtifactSQLite exports a logreg artifact as SQLite SQL with the CLI, runs it over
+// a one-row table and compares the probability with Predict.
+func TestExportArtifactSQLite(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: ml.NoCV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := ml.Encode(res.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	artPath, outPath := filepath.Join(dir, "model.json"), filepath.Join(dir, "score.sql")
+	if err := os.WriteFile(artPath, art, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"export", "--format", "sql", "--dialect", "sqlite", "--artifact", artPath, "--table", "patients", "--out", outPath}, nil, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr.String())
+	}
+	view, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(view), `CREATE VIEW "patients_scored" AS`) {
+		t.Fatalf("the export has no view patients_scored:\n%.400s", view)
+	}
+
+	db, err := sql.Open("sqlite", filepath.Join(dir, "score.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stmts := []string{
+		`CREATE TABLE patients (age REAL, sex TEXT, cp TEXT, trestbps REAL, chol REAL, fbs TEXT, restecg TEXT, thalach REAL, exang TEXT, oldpeak REAL, slope TEXT, ca REAL, thal TEXT)`,
+		`INSERT INTO patients VALUES (63, '1', '1', 145, 233, '1', '2', 150, '0', 2.3, '3', NULL, '6')`,
+		string(view),
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%v\n%.300s", err, s)
+		}
+	}
+	var got float64
+	if err := db.QueryRow(`SELECT probability FROM patients_scored`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	m := res.Model
+	vals := map[string]ml.Value{
+		"age": {Num: 63, Present: true}, "sex": {Str: "1", Present: true}, "cp": {Str: "1", Present: true},
+		"trestbps": {Num: 145, Present: true}, "chol": {Num: 233, Present: true}, "fbs": {Str: "1", Present: true},
+		"restecg": {Str: "2", Present: true}, "thalach": {Num: 150, Present: true}, "exang": {Str: "0", Present: true},
+		"oldpeak": {Num: 2.3, Present: true}, "slope": {Str: "3", Present: true}, "thal": {Str: "6", Present: true},
+	}
+	values := make([]ml.Value, len(m.Inputs()))
+	for i, in := range m.Inputs() {
+		values[i] = vals[in.Name] // ca is missing
+	}
+	want, _ := m.Predict(values, nil)
+	if math.IsNaN(want) || math.Abs(got-want) > 1e-9 {
+		t.Errorf("probability: got %v, want %v", got, want)
+	}
+
+	// Errors: an unknown format, no model.
+	for _, args := range [][]string{
+		{"export", "--format", "pmml", "--artifact", artPath, "--table", "t"},
+		{"export", "--dialect", "sqlite", "--table", "t"},
+		{"export", "--dialect", "oracle", "--artifact", artPath, "--table", "t"},
+	} {
+		if err := run(context.Background(), args, nil, &stdout, &stderr); err == nil {
+			t.Errorf("%v: got no error", args)
+		}
+	}
+}
