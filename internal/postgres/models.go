@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,14 +28,8 @@ const versionWithAliases = `SELECT ` + versionColumns + `,
 // The transaction locks the model's row before it reads the latest version, so concurrent
 // creates from any number of processes get consecutive versions.
 func (db *DB) CreateVersion(ctx context.Context, v *pulse.ModelVersion) error {
-	if v == nil {
-		return pulse.Errorf(pulse.EINVALID, "model version is missing")
-	}
-	if v.Model == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "model", "model name is empty")
-	}
-	if math.IsNaN(v.Threshold) || math.IsInf(v.Threshold, 0) {
-		return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "threshold", "threshold: got %v, want a finite number", v.Threshold)
+	if err := v.CheckStorable(); err != nil {
+		return err
 	}
 	features, err := marshalJSON("features", v.Features)
 	if err != nil {

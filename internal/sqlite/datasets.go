@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strconv"
-	"strings"
 
 	"github.com/cloudmedical/pulse/internal/pulse"
 )
@@ -16,14 +14,8 @@ const datasetColumns = `id, name, version, sha256, rows, bytes, format, schema, 
 // d.CreatedAt if zero. d.CreatedAt is set to the stored value (UTC, whole microseconds).
 // A duplicate d.ID gives ECONFLICT.
 func (db *DB) CreateDataset(ctx context.Context, d *pulse.Dataset) error {
-	if d == nil {
-		return pulse.Errorf(pulse.EINVALID, "dataset is missing")
-	}
-	if d.ID == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "id", "dataset id is empty")
-	}
-	if d.Name == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "name", "dataset name is empty")
+	if err := d.CheckStorable(); err != nil {
+		return err
 	}
 	format, err := marshalJSON("format", d.Format)
 	if err != nil {
@@ -74,18 +66,17 @@ func (db *DB) FindDataset(ctx context.Context, ref string) (*pulse.Dataset, erro
 		return nil, wrap("find dataset", err)
 	}
 
-	name, v, ok := strings.Cut(ref, "@")
-	if !ok {
+	name, version, hasVersion, err := pulse.ParseDatasetRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !hasVersion {
 		d, err = db.queryDataset(ctx, `SELECT `+datasetColumns+` FROM datasets
 			WHERE name = $1 ORDER BY version DESC LIMIT 1`, ref)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, pulse.Errorf(pulse.ENOTFOUND, "dataset %q not found", ref)
 		}
 		return d, wrap("find dataset", err)
-	}
-	version, err := strconv.Atoi(v)
-	if err != nil || version < 1 {
-		return nil, pulse.Errorf(pulse.EINVALID, "dataset reference %q: got version %q, want a positive integer", ref, v)
 	}
 	d, err = db.queryDataset(ctx, `SELECT `+datasetColumns+` FROM datasets WHERE name = $1 AND version = $2`, name, version)
 	if errors.Is(err, sql.ErrNoRows) {

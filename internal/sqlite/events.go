@@ -9,19 +9,9 @@ import (
 
 var _ pulse.EventStore = (*DB)(nil)
 
-func checkEventKey(consumer, id string) error {
-	if consumer == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "consumer", "consumer is empty")
-	}
-	if id == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "id", "event id is empty")
-	}
-	return nil
-}
-
 // SeenEvent implements pulse.EventStore.
 func (db *DB) SeenEvent(ctx context.Context, consumer, id string) (bool, error) {
-	if err := checkEventKey(consumer, id); err != nil {
+	if err := pulse.CheckEventKey(consumer, id); err != nil {
 		return false, err
 	}
 	var n int
@@ -34,7 +24,7 @@ func (db *DB) SeenEvent(ctx context.Context, consumer, id string) (bool, error) 
 
 // MarkEvent implements pulse.EventStore.
 func (db *DB) MarkEvent(ctx context.Context, consumer, id string, at time.Time) error {
-	if err := checkEventKey(consumer, id); err != nil {
+	if err := pulse.CheckEventKey(consumer, id); err != nil {
 		return err
 	}
 	_, err := db.sql.ExecContext(ctx, `INSERT INTO seen_events (consumer, event_id, seen_at) VALUES ($1, $2, $3)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"math"
 	"time"
 
 	"github.com/cloudmedical/pulse/internal/pulse"
@@ -18,14 +17,8 @@ const versionColumns = `model, version, algorithm, features, target, threshold,
 // v.CreatedAt is the stored value (UTC, whole microseconds) and v.Aliases is empty, so v
 // equals what GetVersion returns.
 func (db *DB) CreateVersion(ctx context.Context, v *pulse.ModelVersion) error {
-	if v == nil {
-		return pulse.Errorf(pulse.EINVALID, "model version is missing")
-	}
-	if v.Model == "" {
-		return pulse.FieldErrorf(pulse.EINVALID, "model", "model name is empty")
-	}
-	if math.IsNaN(v.Threshold) || math.IsInf(v.Threshold, 0) {
-		return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "threshold", "threshold: got %v, want a finite number", v.Threshold)
+	if err := v.CheckStorable(); err != nil {
+		return err
 	}
 	features, err := marshalJSON("features", v.Features)
 	if err != nil {
