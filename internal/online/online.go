@@ -19,7 +19,7 @@
 //
 // On the hot path the follower decodes only the fields it needs (type, data.dataset,
 // data.record, data.label) with encoding/json and does not validate the event against the
-// ingest.record JSON Schema: the model's input rules (serving.ParseInputs) check the values.
+// ingest.record JSON Schema: the model's input rules (features.Parse) check the values.
 package online
 
 import (
@@ -39,11 +39,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cloudmedical/pulse/internal/events"
+	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/ml"
 	"github.com/cloudmedical/pulse/internal/ml/ftrl"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
-	"github.com/cloudmedical/pulse/internal/serving"
 )
 
 // Spec says which model follows which dataset; a JSON array of them is the file given to
@@ -565,7 +565,7 @@ func (f *follower) apply(r *kgo.Record) {
 		f.malformed(r, fmt.Errorf("data.record is missing or empty"))
 		return
 	}
-	if _, err := serving.ParseInputs(f.inputs, ev.Data.Record, f.values, false); err != nil {
+	if _, err := features.Parse(f.inputs, ev.Data.Record, f.values, "", false); err != nil {
 		f.malformed(r, err)
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cloudmedical/pulse/internal/events"
+	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/kafka"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/ml"
@@ -464,7 +465,7 @@ func TestSnapshotsAndLiveModel(t *testing.T) {
 	var fields map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(body), &fields)
 	values := make([]ml.Value, len(live.Model.Inputs()))
-	if _, err := serving.ParseInputs(live.Model.Inputs(), fields, values, true); err != nil {
+	if _, err := features.Parse(live.Model.Inputs(), fields, values, "", true); err != nil {
 		t.Fatal(err)
 	}
 	wantP, _ := live.Model.Predict(values, nil)

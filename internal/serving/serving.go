@@ -17,14 +17,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/ml"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
 )
-
-// Reserved response fields: an input object may not contain them.
-var reserved = []string{"prediction", "model", "prediction_id", "scored_at", "warnings"}
 
 // Sink keeps scored records durably; AppendPredictions returns once they survive a crash.
 type Sink interface {
@@ -221,7 +219,7 @@ func (s *Scorer) predict(ctx context.Context, req Request, loaded *registry.Load
 				return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix[:len(prefix)-1], "%s: %v", prefix[:len(prefix)-1], err)
 			}
 		}
-		warnings, err := parseInputs(m.Inputs(), fields, values, prefix, req.Strict)
+		warnings, err := features.Parse(m.Inputs(), fields, values, prefix, req.Strict)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,7 @@
-package serving
+// Package features reads a model's raw inputs from a JSON object under the documented rules of a
+// predict request (docs/API.md, "Scoring rules"): what REST, asynchronous and edge scoring, and
+// streams of JSON records such as ingest events, all go through to reach a model.
+package features
 
 import (
 	"bytes"
@@ -11,14 +14,11 @@ import (
 	"github.com/cloudmedical/pulse/internal/pulse"
 )
 
-// ParseInputs fills values (in the order of inputs, a model's Inputs()) from a JSON object's
-// fields under the rules of a predict request (see parseInputs): what a stream of JSON
-// records, such as ingest events, goes through to reach a model. Errors name the field.
-func ParseInputs(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml.Value, strict bool) (warnings []string, err error) {
-	return parseInputs(inputs, fields, values, "", strict)
-}
+// Reserved are the response's own fields: an input object may not contain them.
+var Reserved = []string{"prediction", "model", "prediction_id", "scored_at", "warnings"}
 
-// parseInputs fills values (in the model's input order) from a JSON object's fields.
+// Parse fills values (in the order of inputs, a model's Inputs()) from a JSON object's fields.
+// prefix is put before field names in errors and warnings (such as "instances[3].").
 //
 // The rules, documented in docs/API.md:
 //   - a missing field, or null, is a missing value, imputed as in training;
@@ -31,8 +31,8 @@ func ParseInputs(inputs []pulse.Column, fields map[string]json.RawMessage, value
 //   - fields the model does not use are echoed back and ignored, or refused in strict mode;
 //   - the response's own fields (prediction, model, prediction_id, scored_at, warnings) are
 //     refused as inputs.
-func parseInputs(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml.Value, prefix string, strict bool) (warnings []string, err error) {
-	for _, name := range reserved {
+func Parse(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml.Value, prefix string, strict bool) (warnings []string, err error) {
+	for _, name := range Reserved {
 		if _, ok := fields[name]; ok {
 			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is reserved for the response", prefix+name)
 		}
