@@ -5,18 +5,21 @@ import (
 	"strings"
 )
 
-// typeInfo documents each event type in the AsyncAPI document: who sends it and why.
-var typeInfo = map[string]struct{ summary, sender, receiver string }{
-	TypeIngestRecord:           {"A record (and, when known, its label) for a dataset.", "data sources", "pulse (ingest consumer)"},
-	TypeTrainRequested:         {"Asks for a new model version; enqueued as a training job.", "clients, schedules", "pulse (train consumer)"},
-	TypeScoreRequested:         {"Asks to score inputs with a model.", "clients", "pulse (score consumer)"},
-	TypeScoreCompleted:         {"The prediction (or error) for a score request.", "pulse", "clients"},
-	TypeFeedback:               {"The observed outcome of an earlier prediction.", "clinical systems", "pulse (feedback consumer)"},
-	TypeModelVersionRegistered: {"A new model version was trained and stored.", "pulse", "anyone"},
-	TypeModelAliasMoved:        {"A model alias now points at another version.", "pulse", "anyone"},
-	TypeJobStarted:             {"A background job attempt started.", "pulse workers", "anyone"},
-	TypeJobSucceeded:           {"A background job finished.", "pulse workers", "anyone"},
-	TypeJobFailed:              {"A background job attempt failed.", "pulse workers", "anyone"},
+// typeInfo documents each event type in the AsyncAPI document: who sends it and why, and, when
+// not the subject (else the id), what the record key is.
+var typeInfo = map[string]struct{ summary, sender, receiver, key string }{
+	TypeIngestRecord:   {"A record (and, when known, its label) for a dataset.", "data sources", "pulse (ingest consumer)", ""},
+	TypeTrainRequested: {"Asks for a new model version; enqueued as a training job.", "clients, schedules", "pulse (train consumer)", ""},
+	TypeScoreRequested: {"Asks to score inputs (the body of a REST predict request) with a model; answered by one score.completed event.", "clients", "pulse (score consumer, group pulse-score)",
+		"the producer's choice: key by device or patient id so that one device's requests, and their results, keep their order"},
+	TypeScoreCompleted: {"The answer to a score request: the REST predict response plus request_id and correlation_id, or an error (RFC 9457 members). At least once: drop repeated request_ids.", "pulse", "clients",
+		"the key of the request it answers"},
+	TypeFeedback:               {"The observed outcome of an earlier prediction.", "clinical systems", "pulse (feedback consumer)", ""},
+	TypeModelVersionRegistered: {"A new model version was trained and stored.", "pulse", "anyone", ""},
+	TypeModelAliasMoved:        {"A model alias now points at another version.", "pulse", "anyone", ""},
+	TypeJobStarted:             {"A background job attempt started.", "pulse workers", "anyone", ""},
+	TypeJobSucceeded:           {"A background job finished.", "pulse workers", "anyone", ""},
+	TypeJobFailed:              {"A background job attempt failed.", "pulse workers", "anyone", ""},
 }
 
 // messageName turns "com.cloudmedical.pulse.model.version_registered" into
@@ -51,16 +54,22 @@ func AsyncAPI(t Topics, server string) []byte {
 		}
 		schemasC[name+"Data"] = data
 		info := typeInfo[typ]
+		key := info.key
+		if key == "" {
+			key = "the event's subject, else its id"
+		}
+		headers := map[string]any{"content-type": map[string]any{"type": "string", "const": ContentTypeCloud}}
+		if typ == TypeScoreCompleted {
+			headers[HeaderCorrelationID] = map[string]any{"type": "string", "description": "the request's correlation_id, when it had one"}
+		}
 		messages[name] = map[string]any{
 			"name":        typ,
 			"title":       typ,
 			"summary":     info.summary,
 			"contentType": ContentTypeCloud,
-			"headers": map[string]any{"type": "object", "properties": map[string]any{
-				"content-type": map[string]any{"type": "string", "const": ContentTypeCloud},
-			}},
+			"headers":     map[string]any{"type": "object", "properties": headers},
 			"bindings": map[string]any{"kafka": map[string]any{
-				"key":            map[string]any{"type": "string", "description": "the event's subject, else its id"},
+				"key":            map[string]any{"type": "string", "description": key},
 				"bindingVersion": "0.5.0",
 			}},
 			"payload": map[string]any{
@@ -130,8 +139,9 @@ func AsyncAPI(t Topics, server string) []byte {
 			"version": "1.0.0",
 			"description": "Pulse's Kafka topics. Every message is a CloudEvents 1.0 event in structured JSON mode " +
 				"(the record value is the whole event; datacontenttype application/json). Consumers commit offsets " +
-				"only after the event's effect is durable, ignore event ids they have processed, and send malformed " +
-				"records to the topic's .dlq topic.",
+				"only after the event's effect is durable and send malformed records to the topic's .dlq topic; the " +
+				"ingest and train consumers ignore event ids they have processed, the score consumer answers every " +
+				"delivery (clients drop repeated request_ids).",
 		},
 		"defaultContentType": ContentTypeCloud,
 		"servers": map[string]any{

@@ -384,11 +384,36 @@ func (c *Consumer) sleep(d time.Duration) bool {
 // deadLetter produces r to the dead-letter topic with the reason and waits for the ack,
 // retrying with backoff: a record is committed only after its dead letter is durable.
 func (c *Consumer) deadLetter(r *kgo.Record, reason, eventID string, attempts int, cause error, log *slog.Logger) error {
+	out, err := deadLetterRecord(r, c.cfg.Group, reason, eventID, attempts, cause)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.client.ProduceSync(c.workCtx, out).FirstErr()
+		if err == nil {
+			break
+		}
+		if c.workCtx.Err() != nil {
+			return errStopping
+		}
+		log.Error("dead-letter produce failed; retrying", "offset", r.Offset, "partition", r.Partition, "attempt", attempt, "err", err)
+		if !c.sleep(c.backoff(attempt)) {
+			return errStopping
+		}
+	}
+	c.m.deadLettered.WithLabelValues(c.cfg.Topic, c.cfg.Group, reason).Inc()
+	log.Warn("record dead-lettered", "reason", reason, "partition", r.Partition, "offset", r.Offset, "err", cause)
+	return nil
+}
+
+// deadLetterRecord returns the record for r's dead-letter topic: a DeadLetter value with the
+// reason, and r's headers plus the reason's.
+func deadLetterRecord(r *kgo.Record, group, reason, eventID string, attempts int, cause error) (*kgo.Record, error) {
 	dl := DeadLetter{
 		Reason:    reason,
 		Error:     cause.Error(),
 		Attempts:  attempts,
-		Group:     c.cfg.Group,
+		Group:     group,
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Offset:    r.Offset,
@@ -407,34 +432,18 @@ func (c *Consumer) deadLetter(r *kgo.Record, reason, eventID string, attempts in
 	}
 	v, err := json.Marshal(dl)
 	if err != nil {
-		return fmt.Errorf("events: dead letter: %w", err)
+		return nil, fmt.Errorf("events: dead letter: %w", err)
 	}
 	errText := dl.Error
 	if len(errText) > 1000 {
 		errText = errText[:1000]
 	}
-	out := &kgo.Record{
+	return &kgo.Record{
 		Topic: DLQTopic(r.Topic),
 		Key:   r.Key,
 		Value: v,
 		Headers: append(slices.Clone(r.Headers),
 			kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
 			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(errText)}),
-	}
-	for attempt := 1; ; attempt++ {
-		err := c.client.ProduceSync(c.workCtx, out).FirstErr()
-		if err == nil {
-			break
-		}
-		if c.workCtx.Err() != nil {
-			return errStopping
-		}
-		log.Error("dead-letter produce failed; retrying", "offset", r.Offset, "partition", r.Partition, "attempt", attempt, "err", err)
-		if !c.sleep(c.backoff(attempt)) {
-			return errStopping
-		}
-	}
-	c.m.deadLettered.WithLabelValues(c.cfg.Topic, c.cfg.Group, reason).Inc()
-	log.Warn("record dead-lettered", "reason", reason, "partition", r.Partition, "offset", r.Offset, "err", cause)
-	return nil
+	}, nil
 }

@@ -23,8 +23,8 @@
 //	type (com.cloudmedical.pulse.…)  topic           data
 //	ingest.record                    ingest          dataset, record {column: value}, label?
 //	train.requested                  train.requests  model + the body of POST /v1/models/{model}/train
-//	score.requested                  score.requests  model, version? | alias?, inputs {name: value}
-//	score.completed                  score.results   request_id, model, version, prediction_id, prediction | error
+//	score.requested                  score.requests  model, version? | alias?, strict?, correlation_id?, inputs (a REST predict body)
+//	score.completed                  score.results   the REST predict response + request_id, correlation_id? | request_id, error
 //	feedback                         feedback        prediction_id, label, observed_at
 //	model.version_registered         model.events    model, version, algorithm?, dataset?, trigger?, metrics?
 //	model.alias_moved                model.events    model, alias, version, previous_version?
@@ -41,4 +41,14 @@
 // committed only after its handler returned nil (or it was dead-lettered with the broker's
 // ack); a redelivered event whose id the Seen filter knows is skipped. Producers may retry,
 // so handlers must tolerate duplicates the filter has forgotten.
+//
+// # Asynchronous scoring
+//
+// ScoreConsumer answers score requests in batches: it decodes them (DecodeScoreRequest, a
+// fast path with the schema's rules checked by hand), scores them with one call (which stores
+// every scored record in the lake), produces one result per request with the request's key
+// and waits for the broker's acks, and only then commits. A request that cannot be scored is
+// answered with an error result; a malformed one is dead-lettered. It keeps no Seen filter:
+// a redelivered request is answered again, with a new prediction id, and clients drop
+// repeated request_ids.
 package events

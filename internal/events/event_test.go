@@ -18,8 +18,8 @@ import (
 var sampleData = map[string]string{
 	TypeIngestRecord:           `{"dataset":"heart-cleveland","record":{"age":63,"sex":1,"cp":1,"trestbps":145,"chol":233,"ca":null,"thal":"6.0"},"label":0}`,
 	TypeTrainRequested:         `{"model":"heart-alert","dataset":"heart-cleveland","target":"num > 0","algorithm":"gbdt","params":{"max_leaves":8},"seed":7,"holdout":0.2,"cv_folds":5,"search":{"method":"grid","grid":{"max_leaves":[4,8]}}}`,
-	TypeScoreRequested:         `{"model":"heart-alert","inputs":{"age":63,"sex":1,"thal":"6.0","ca":null}}`,
-	TypeScoreCompleted:         `{"request_id":"r-1","model":"heart-alert","version":3,"prediction_id":"p-1","prediction":{"probability":0.82,"label":1},"scored_at":"2026-11-25T18:00:00Z"}`,
+	TypeScoreRequested:         `{"model":"heart-alert","correlation_id":"c-1","inputs":{"age":63,"sex":1,"thal":"6.0","ca":null}}`,
+	TypeScoreCompleted:         `{"age":63,"prediction":{"label":1,"probability":0.82,"threshold":0.5},"model":{"name":"heart-alert","version":3,"alias":"champion","metrics":{"accuracy":0.8,"roc_auc":0.9}},"prediction_id":"0193a0c4-7d1e-7c3a-9f5e-2b8d4e6f8a11","scored_at":"2026-11-25T18:00:00Z","request_id":"r-1","correlation_id":"c-1"}`,
 	TypeFeedback:               `{"prediction_id":"p-1","label":1,"observed_at":"2026-11-30T09:00:00Z"}`,
 	TypeModelVersionRegistered: `{"model":"heart-alert","version":3,"algorithm":"logreg","dataset":"heart-cleveland","trigger":"event","metrics":{"holdout":{"roc_auc":0.9}}}`,
 	TypeModelAliasMoved:        `{"model":"heart-alert","alias":"champion","version":3,"previous_version":2}`,

@@ -25,6 +25,7 @@ import (
 	"github.com/riverqueue/river/riverlog"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
+	"gocloud.dev/blob"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/cloudmedical/pulse/internal/pulse"
@@ -65,6 +66,17 @@ type Config struct {
 	// Notifier, when set, hears when an attempt starts, succeeds or fails (pulse publishes
 	// these on the model.events topic). It must not block.
 	Notifier Notifier
+	// Lake is the bucket that score jobs read their input from and write their output to;
+	// without it score jobs are refused.
+	Lake *blob.Bucket
+	// ShardTimeout bounds the scoring of one shard (default 30 minutes).
+	ShardTimeout time.Duration
+	// RescueAfter is how long a job may run before River considers its worker dead and runs
+	// it again (default JobTimeout + 10 minutes; it must exceed every timeout). A shard of a
+	// worker killed mid-way is scored again after this long.
+	RescueAfter time.Duration
+	// BatchPoll is how often a score job checks on its shards (default 2 s).
+	BatchPoll time.Duration
 }
 
 // Notifier receives job lifecycle events.
@@ -88,6 +100,7 @@ type Service struct {
 // Service works on both drivers.
 type riverClient interface {
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	JobCancel(ctx context.Context, id int64) (*rivertype.JobRow, error)
@@ -117,6 +130,18 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
+	if cfg.ShardTimeout <= 0 {
+		cfg.ShardTimeout = 30 * time.Minute
+	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = max(cfg.JobTimeout, cfg.ShardTimeout) + 10*time.Minute
+	}
+	if cfg.RescueAfter <= max(cfg.JobTimeout, cfg.ShardTimeout) {
+		return nil, fmt.Errorf("jobs: RescueAfter %s: want more than the job timeouts (%s, %s)", cfg.RescueAfter, cfg.JobTimeout, cfg.ShardTimeout)
+	}
+	if cfg.BatchPoll <= 0 {
+		cfg.BatchPoll = 2 * time.Second
+	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 7 * 24 * time.Hour
 	}
@@ -132,10 +157,17 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := river.AddWorkerSafely(workers, &trainWorker{svc: s}); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &scoreWorker{svc: s}); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &shardWorker{svc: s}); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
 	rc := &river.Config{
 		Logger:                      cfg.Logger,
 		Workers:                     workers,
 		JobTimeout:                  cfg.JobTimeout,
+		RescueStuckJobsAfter:        cfg.RescueAfter,
 		MaxAttempts:                 cfg.MaxAttempts,
 		CompletedJobRetentionPeriod: cfg.Retention,
 		CancelledJobRetentionPeriod: cfg.Retention,
@@ -349,7 +381,36 @@ func (s *Service) Get(ctx context.Context, id int64) (*Job, error) {
 		}
 		return nil, fmt.Errorf("jobs: get %d: %w", id, err)
 	}
-	return fromRow(row)
+	j, err := fromRow(row)
+	if err != nil {
+		return nil, err
+	}
+	if j.Kind == KindScore && j.Batch != nil && !j.Finished() {
+		// The score job records its shards' progress only when it wakes up: count them now.
+		shards, err := s.shardJobs(ctx, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		b := j.Batch
+		b.ShardsDone, b.ShardsRetry, b.Rows, b.Scored, b.Bad = 0, 0, 0, 0, 0
+		for _, r := range shards {
+			switch r.State {
+			case rivertype.JobStateCompleted:
+				so, err := shardOutput(r)
+				if err != nil {
+					return nil, err
+				}
+				b.ShardsDone++
+				b.Rows += so.Rows
+				b.Scored += so.Scored
+				b.Bad += so.Bad
+			case rivertype.JobStateRetryable:
+				b.ShardsRetry++
+			}
+		}
+		j.Progress = progress(j)
+	}
+	return j, nil
 }
 
 // Filter selects jobs to list; zero fields select everything.
@@ -412,6 +473,9 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*Job, error) {
 		}
 		return nil, fmt.Errorf("jobs: cancel %d: %w", id, err)
 	}
+	if row.Kind == KindScore {
+		s.cancelShards(ctx, id)
+	}
 	s.log.InfoContext(ctx, "job cancel requested", "job", id, "state", row.State)
 	return fromRow(row)
 }
@@ -466,7 +530,8 @@ type Job struct {
 	Logs []AttemptLog `json:"logs"`
 	// Progress says in words where the job is.
 	Progress string `json:"progress"`
-	// Version is the version the job produced, and VersionURL its address.
+	// Version is the version the job produced (train) or scores with (score), and VersionURL
+	// its address.
 	Version    int    `json:"version,omitempty"`
 	VersionURL string `json:"version_url,omitempty"`
 	// Problem is why the job failed for good: a request that cannot succeed, or an
@@ -475,6 +540,11 @@ type Job struct {
 	// Gate is the champion/challenger rule of the job, and GateDecision what it decided.
 	Gate         *Gate         `json:"gate,omitempty"`
 	GateDecision *GateDecision `json:"gate_decision,omitempty"`
+	// ScoreRequest and Batch are a score job's request and where it is.
+	ScoreRequest *ScoreRequest `json:"score_request,omitempty"`
+	Batch        *BatchStatus  `json:"batch,omitempty"`
+	// Parent is the score job of a shard job.
+	Parent int64 `json:"parent,omitempty"`
 }
 
 // AttemptError is one failed attempt.
@@ -544,7 +614,8 @@ func fromRow(row *rivertype.JobRow) (*Job, error) {
 	for _, e := range row.Errors {
 		j.Errors = append(j.Errors, AttemptError{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error})
 	}
-	if row.Kind == KindTrain {
+	switch row.Kind {
+	case KindTrain:
 		var a TrainArgs
 		if err := json.Unmarshal(row.EncodedArgs, &a); err != nil {
 			return nil, fmt.Errorf("jobs: job %d: decode args: %w", row.ID, err)
@@ -552,8 +623,32 @@ func fromRow(row *rivertype.JobRow) (*Job, error) {
 		j.Model, j.Trigger, j.RequestedBy, j.EventID = a.Model, a.Trigger, a.RequestedBy, a.EventID
 		j.Request = &a.Request
 		j.Gate = a.Gate
+	case KindScore:
+		var a ScoreArgs
+		if err := json.Unmarshal(row.EncodedArgs, &a); err != nil {
+			return nil, fmt.Errorf("jobs: job %d: decode args: %w", row.ID, err)
+		}
+		j.Model, j.RequestedBy, j.EventID = a.Model, a.RequestedBy, a.EventID
+		j.ScoreRequest = &a.Request
+		j.Version = a.Version
+		j.VersionURL = fmt.Sprintf("/v1/models/%s/versions/%d", a.Model, a.Version)
+		var md struct {
+			Output *scoreOutput `json:"output"`
+		}
+		if len(row.Metadata) > 0 {
+			if err := json.Unmarshal(row.Metadata, &md); err != nil {
+				return nil, fmt.Errorf("jobs: job %d: decode metadata: %w", row.ID, err)
+			}
+		}
+		if md.Output != nil {
+			j.Batch = md.Output.Batch
+			j.Problem = md.Output.Problem
+		}
+	case KindScoreShard:
+		a := shardArgs(row)
+		j.Model, j.Parent, j.Version = a.Model, a.Parent, a.Version
 	}
-	if len(row.Metadata) > 0 {
+	if len(row.Metadata) > 0 && row.Kind == KindTrain {
 		var md metadata
 		if err := json.Unmarshal(row.Metadata, &md); err != nil {
 			return nil, fmt.Errorf("jobs: job %d: decode metadata: %w", row.ID, err)
@@ -575,6 +670,10 @@ func fromRow(row *rivertype.JobRow) (*Job, error) {
 }
 
 func progress(j *Job) string {
+	if j.Kind == KindScore && j.Batch != nil && !j.Finished() {
+		b := j.Batch
+		return fmt.Sprintf("scoring: %d of %d shards done, %d rows (%d bad)", b.ShardsDone, b.Shards, b.Rows, b.Bad)
+	}
 	switch rivertype.JobState(j.State) {
 	case rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStatePending:
 		return "waiting for a worker"

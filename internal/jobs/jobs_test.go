@@ -38,6 +38,7 @@ func (f *flakyStore) CreateVersion(ctx context.Context, v *pulse.ModelVersion) e
 }
 
 type env struct {
+	lake  *blobstore.Store
 	dir   string
 	db    *sqlite.DB
 	store *flakyStore
@@ -83,7 +84,7 @@ func newEnvOn(t testing.TB, dir string, db *sqlite.DB) *env {
 	if _, _, err := reg.RegisterDataset(ctx, registry.RegisterDatasetRequest{Name: "cleveland", Body: f, Options: tabular.Options{Header: "auto", Delimiter: ','}}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{dir: dir, db: db, store: st, reg: reg}
+	return &env{dir: dir, db: db, store: st, reg: reg, lake: lakeSt}
 }
 
 func (e *env) open(t testing.TB, cfg Config) *Service {
