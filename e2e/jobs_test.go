@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -136,46 +135,7 @@ func (w *worker) Logs() string {
 // startWorker runs `pulse worker` on dataDir and waits until it works jobs.
 func startWorker(t *testing.T, dataDir string, args ...string) *worker {
 	t.Helper()
-	cmd := exec.Command(pulseBin, append([]string{"worker", "--data-dir", dataDir}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{cmd: cmd, done: make(chan error, 1)}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			w.mu.Lock()
-			w.logs.WriteString(sc.Text() + "\n")
-			w.mu.Unlock()
-			if strings.Contains(sc.Text(), "msg=\"worker started\"") {
-				once.Do(func() { close(started) })
-			}
-		}
-	}()
-	go func() { w.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-w.done
-		}
-		if t.Failed() {
-			t.Logf("worker log:\n%s", w.Logs())
-		}
-	})
-	select {
-	case <-started:
-	case err := <-w.done:
-		t.Fatalf("pulse worker exited: %v\n%s", err, w.Logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("pulse worker did not start within 60s\n%s", w.Logs())
-	}
-	return w
+	return startWorkerLogged(t, dataDir, args...).worker
 }
 
 // TestWorkerProcesses: `pulse serve --workers 0` only enqueues; two `pulse worker` processes

@@ -310,7 +310,11 @@ func TestServeExample(t *testing.T) {
 	} {
 		mustContain(t, string(metrics.body), want)
 	}
-	checkJobRoutes(t, s, api) // e2e/jobs_test.go
+	checkJobRoutes(t, s, api)      // e2e/jobs_test.go
+	checkScoreJobRoutes(t, s, api) // e2e/scorejob_test.go
+	checkBundleRoutes(t, s, api)   // e2e/bundle_test.go
+	checkFeedbackRoutes(t, s, api) // e2e/feedback_test.go
+	checkEvaluationRoutes(t, s, api)
 	r = s.get("/v1/models/heart-disease/online")
 	api.check(t, "GET", "/v1/models/{model}/online", r)
 	if r.status != 404 {

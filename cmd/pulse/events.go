@@ -15,11 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloudmedical/pulse/internal/events"
+	"github.com/cloudmedical/pulse/internal/feedback"
 	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/kafka"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
+	"github.com/cloudmedical/pulse/internal/serving"
 )
 
 // EventsConfig is the event backbone's part of the configuration.
@@ -39,6 +41,12 @@ type EventsConfig struct {
 	// Retention bounds what the embedded broker keeps on disk: by age and by bytes per partition.
 	Retention      time.Duration
 	RetentionBytes int64
+	// ScoreConsumers is how many members of the score consumer group this process runs (0:
+	// no asynchronous scoring here); ScoreGroup names the group, shared by every process;
+	// ScoreBatch bounds the requests scored and committed together.
+	ScoreConsumers int
+	ScoreGroup     string
+	ScoreBatch     int
 }
 
 // addEventFlags registers the event flags. A worker never starts the embedded broker: without
@@ -60,6 +68,11 @@ func addEventFlags(fs *flag.FlagSet, c *EventsConfig, worker bool) {
 	fs.IntVar(&c.Partitions, "kafka-partitions", 3, "partitions of the topics Pulse creates")
 	fs.DurationVar(&c.Retention, "kafka-retention", 7*24*time.Hour, "how long the embedded broker keeps records")
 	fs.Int64Var(&c.RetentionBytes, "kafka-retention-bytes", 1<<30, "how many bytes the embedded broker keeps per partition")
+	if !worker {
+		fs.IntVar(&c.ScoreConsumers, "score-consumers", 1, "members of the score consumer group this process runs, answering score.requests on score.results; 0 turns asynchronous scoring off here")
+		fs.StringVar(&c.ScoreGroup, "score-group", envOr("PULSE_SCORE_GROUP", "pulse-score"), "consumer group of asynchronous scoring: processes in one group share the partitions of score.requests (env PULSE_SCORE_GROUP)")
+		fs.IntVar(&c.ScoreBatch, "score-batch", 2000, "most score requests scored, stored and committed together")
+	}
 }
 
 // eventBus is the running event backbone of pulse serve: the connection (and the embedded
@@ -71,6 +84,7 @@ type eventBus struct {
 	log       *slog.Logger
 	metrics   prometheus.Registerer
 	consumers []*events.Consumer
+	scorers   []*events.ScoreConsumer
 	// stopForget ends the loop that deletes old event ids.
 	stopForget context.CancelFunc
 }
@@ -266,6 +280,102 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 	return nil
 }
 
+// startFeedback starts the consumer of the feedback topic (group pulse-feedback): each event
+// is one label, joined by svc as POST /v1/feedback joins it. An unknown prediction or an
+// invalid value is refused, so the consumer dead-letters the event with the reason; a
+// duplicate (labelled before, or a redelivery) is counted by svc and committed. No seen-event
+// filter: the outcomes table itself makes a repeat harmless.
+func (b *eventBus) startFeedback(ctx context.Context, svc *feedback.Service) error {
+	handle := func(ctx context.Context, e events.Event) error {
+		var d struct {
+			PredictionID string          `json:"prediction_id"`
+			Label        json.RawMessage `json:"label"`
+			ObservedAt   string          `json:"observed_at"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return pulse.Errorf(pulse.EUNPROCESSABLE, "feedback data: %v", err)
+		}
+		rs, err := svc.Submit(ctx, []feedback.Feedback{{PredictionID: d.PredictionID, Label: d.Label, ObservedAt: d.ObservedAt,
+			Source: feedback.SourceKafka, ID: e.ID}})
+		if err != nil {
+			return err // the lake could not store the outcome: retried
+		}
+		switch r := rs[0]; r.Status {
+		case feedback.Unknown:
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "prediction_id", "unknown prediction: %s", r.Reason)
+		case feedback.Invalid:
+			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, r.Field, "%s", r.Reason)
+		}
+		return nil
+	}
+	cons, err := events.NewConsumer(events.ConsumerConfig{
+		ClientOpts: b.conn.Opts, Group: "pulse-feedback", Topic: b.topics.Name(events.TopicFeedback), Types: []string{events.TypeFeedback},
+		Handler: handle, Logger: b.log.With("component", "events", "topic", events.TopicFeedback), Registerer: b.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: feedback consumer: %w", err)
+	}
+	// Stopped by stopConsumers (finish the batch, commit), not by the end of ctx.
+	if err := cons.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("serve: feedback consumer: %w", err)
+	}
+	b.consumers = append(b.consumers, cons)
+	return nil
+}
+
+// startScoring starts the members of the score consumer group: they answer score.requests
+// on score.results with the REST answers of scorer (see docs/API.md, "Asynchronous scoring").
+func (b *eventBus) startScoring(ctx context.Context, c EventsConfig, scorer *serving.Scorer) error {
+	if c.ScoreConsumers < 0 || c.ScoreBatch < 0 {
+		return fmt.Errorf("serve: --score-consumers %d, --score-batch %d: want 0 or more", c.ScoreConsumers, c.ScoreBatch)
+	}
+	score := scoreWith(scorer)
+	for i := range c.ScoreConsumers {
+		cons, err := events.NewScoreConsumer(events.ScoreConsumerConfig{
+			ClientOpts: b.conn.Opts, Group: c.ScoreGroup,
+			Requests: b.topics.Name(events.TopicScoreRequests), Results: b.topics.Name(events.TopicScoreResults),
+			Score: score, MaxBatch: c.ScoreBatch,
+			Logger: b.log.With("component", "events", "topic", events.TopicScoreRequests, "member", i), Registerer: b.metrics,
+		})
+		if err != nil {
+			return fmt.Errorf("serve: score consumer: %w", err)
+		}
+		// Stopped by stopConsumers (finish the batch, answer, commit), not by the end of ctx.
+		if err := cons.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("serve: score consumer: %w", err)
+		}
+		b.scorers = append(b.scorers, cons)
+	}
+	if c.ScoreConsumers > 0 {
+		b.log.Info("asynchronous scoring ready", "requests", b.topics.Name(events.TopicScoreRequests),
+			"results", b.topics.Name(events.TopicScoreResults), "group", c.ScoreGroup, "members", c.ScoreConsumers)
+	}
+	return nil
+}
+
+// scoreWith adapts the scorer to the score consumer: the requests' inputs are REST predict
+// bodies, scored together by PredictEach (one lake append), refusing the fields the results add.
+func scoreWith(scorer *serving.Scorer) events.ScoreFunc {
+	return func(ctx context.Context, reqs []events.ScoreRequest) ([]events.ScoreResult, error) {
+		in := make([]serving.Request, len(reqs))
+		for i, r := range reqs {
+			in[i] = serving.Request{
+				Model: r.Model, Version: r.Version, Alias: r.Alias, Strict: r.Strict,
+				RequestID: r.ID, Body: r.Inputs, Reserved: events.ScoreReserved,
+			}
+		}
+		res, err := scorer.PredictEach(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]events.ScoreResult, len(res))
+		for i, r := range res {
+			out[i] = events.ScoreResult{Body: r.Body, Err: r.Err}
+		}
+		return out, nil
+	}
+}
+
 // stopConsumers finishes the batches in flight and commits them.
 func (b *eventBus) stopConsumers(ctx context.Context) error {
 	if b.stopForget != nil {
@@ -278,6 +388,12 @@ func (b *eventBus) stopConsumers(ctx context.Context) error {
 		}
 	}
 	b.consumers = nil
+	for _, c := range b.scorers {
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.scorers = nil
 	return errors.Join(errs...)
 }
 

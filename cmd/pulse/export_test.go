@@ -12,8 +12,11 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/cloudmedical/pulse/edge"
+	"github.com/cloudmedical/pulse/internal/bundle"
 	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/onnx"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
@@ -97,6 +100,96 @@ func TestExportArtifactSQLite(t *testing.T) {
 	} {
 		if err := run(context.Background(), args, nil, &stdout, &stderr); err == nil {
 			t.Errorf("%v: got no error", args)
+		}
+	}
+}
+
+// TestExportONNXAndBundleFromArtifact exports an artifact as ONNX and as a bundle signed with a
+// local key, and checks what the CLI refuses.
+func TestExportONNXAndBundleFromArtifact(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: "gbdt", CVFolds: ml.NoCV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := ml.Encode(res.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	artPath, keyPath := filepath.Join(dir, "model.json"), filepath.Join(dir, "keys", "signing.pem")
+	if err := os.WriteFile(artPath, art, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, _, err := bundle.LoadOrCreateSigner(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append([]string{"export"}, args...), nil, &stdout, &stderr)
+		return stdout.String(), err
+	}
+
+	// ONNX: the exporter's bytes, named after the model by default.
+	t.Chdir(dir)
+	if _, err := export("--format", "onnx", "--artifact", artPath, "--model", "heart", "--version", "3"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "heart-v3.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := onnx.Export(res.Model, onnx.Meta{Model: "heart", Version: 3, PulseVersion: Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("heart-v3.onnx: got %d bytes, want onnx.Export's %d", len(got), len(want))
+	}
+
+	// A bundle signed with the local key opens with its public key.
+	out, err := export("--format", "bundle", "--artifact", artPath, "--signing-key", keyPath, "--model", "heart", "--version", "3", "--out", "b.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "wrote b.zip") || !strings.Contains(out, "signed by key "+signer.KeyID()) {
+		t.Errorf("bundle: printed %q", out)
+	}
+	zb, err := os.ReadFile(filepath.Join(dir, "b.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := edge.Open(zb, signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man := m.Manifest(); man.Model != "heart" || man.Version != 3 || man.Algorithm != "gbdt" || man.PulseVersion != Version {
+		t.Errorf("manifest: got %+v", man)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--format", "bundle", "--artifact", artPath, "--model", "heart", "--version", "3"}, "--signing-key"},
+		{[]string{"--format", "bundle", "--artifact", artPath, "--signing-key", keyPath, "--model", "heart"}, "--version"},
+		{[]string{"--format", "bundle", "--model", "heart", "--signing-key", keyPath}, "the server signs"},
+		{[]string{"--format", "onnx", "--artifact", artPath}, "--out"},
+		{[]string{"--format", "onnx", "--model", "heart", "--version", "2", "--alias", "champion"}, "not both"},
+		{[]string{"--format", "sql", "--artifact", artPath, "--table", "t", "--signing-key", keyPath}, "signs bundles"},
+		{[]string{"--format", "bundle", "--artifact", artPath, "--signing-key", artPath, "--model", "heart", "--version", "3"}, "PRIVATE KEY"},
+		{[]string{"--format", "pmml", "--artifact", artPath}, "want sql, onnx or bundle"},
+	} {
+		if _, err := export(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error containing %q", tc.args, err, tc.want)
 		}
 	}
 }

@@ -31,6 +31,14 @@ Usage:
                                            score JSON features read from FILE or stdin
   pulse export --dialect postgres|sqlite|duckdb (--model M [--version N | --alias A] | --artifact FILE)
                                            write a model version as SQL: a view that scores a table in place
+  pulse score (--model M [--version N | --alias A] | --artifact FILE) --input FILE|- [--output FILE|-]
+                                           score a CSV file locally, streaming (CSV or Parquet out)
+  pulse feedback --input FILE.jsonl|FILE.csv|-
+                                           send ground truth (prediction_id, label, observed_at) for earlier predictions
+  pulse policy set --model M [FILE|-]      store a new version of a model's policy (JSON, or YAML for .yaml/.yml)
+  pulse policy get --model M [--version N] | history --model M
+  pulse live --model M [--version N]       live metrics, drift and shadow comparison of a version (default the champion)
+  pulse events --model M [--action A]      a model's audit trail: its policy's decisions, newest first
   pulse version                            print the version
 
 Client commands talk to --server (env PULSE_SERVER, default http://127.0.0.1:8080).
@@ -84,6 +92,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPredict(ctx, rest, stdin, stdout, stderr)
 	case "export":
 		return runExport(ctx, rest, stdout, stderr)
+	case "score":
+		return runScore(ctx, rest, stdin, stdout, stderr)
+	case "feedback":
+		return runFeedback(ctx, rest, stdin, stdout, stderr)
+	case "policy":
+		return runPolicy(ctx, rest, stdin, stdout, stderr)
+	case "live":
+		return runLive(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "pulse %s (commit %s)\n", Version, gitCommit())
 		return nil

@@ -15,8 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cloudmedical/pulse/internal/blobstore"
+	"github.com/cloudmedical/pulse/internal/bundle"
+	"github.com/cloudmedical/pulse/internal/evaluator"
 	"github.com/cloudmedical/pulse/internal/events"
 	"github.com/cloudmedical/pulse/internal/example"
+	"github.com/cloudmedical/pulse/internal/feedback"
 	pulsehttp "github.com/cloudmedical/pulse/internal/http"
 	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/lake"
@@ -46,6 +49,8 @@ type ServeConfig struct {
 	// Workers is how many training jobs this process runs at once; 0 leaves them to
 	// `pulse worker` processes.
 	Workers int
+	// Jobs are the job timeouts.
+	Jobs JobTimeouts
 	// SchedulesFile is a JSON array of retraining schedules (see jobs.Schedule).
 	SchedulesFile string
 	// OnlineFile is a JSON array of online followers (see online.Spec): ftrl models that
@@ -54,6 +59,13 @@ type ServeConfig struct {
 	// WALSegmentAge is how long scored records wait in the write-ahead log before they are
 	// compacted to Parquet.
 	WALSegmentAge time.Duration
+	// SigningKey is the Ed25519 private key (PKCS#8 PEM) that signs model bundles; empty
+	// means <data-dir>/keys/bundle-signing.pem, generated on first start.
+	SigningKey string
+	// FeedbackRetention is how old a prediction may be and still be joined to its label.
+	FeedbackRetention time.Duration
+	// Evaluation configures continuous evaluation (evaluate.go).
+	Evaluation EvaluationConfig
 }
 
 // ServeMain runs `pulse serve`: it wires the adapters together (and is the only place that
@@ -75,6 +87,9 @@ type ServeMain struct {
 	lakeSt      *blobstore.Store
 	lake        *lake.Lake
 	server      *pulsehttp.Server
+	// scorer and evaluator are kept to be stopped in order (shadow workers, the loop).
+	scorer    *serving.Scorer
+	evaluator *evaluator.Evaluator
 }
 
 // NewServeMain returns a ServeMain with the defaults.
@@ -99,10 +114,14 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	fs.StringVar(&c.ExampleData, "example-data", envOr("PULSE_EXAMPLE_DATA", ""), "local copy of the example's data file (env PULSE_EXAMPLE_DATA)")
 	fs.StringVar(&c.ExampleURL, "example-url", envOr("PULSE_EXAMPLE_URL", example.DefaultURL), "where to download the example's data when there is no local copy (env PULSE_EXAMPLE_URL)")
 	addEventFlags(fs, &c.Events, false)
+	addJobFlags(fs, &c.Jobs)
+	addEvaluationFlags(fs, &c.Evaluation)
 	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain requests in flight on shutdown")
 	fs.DurationVar(&c.WALSegmentAge, "lake-flush-interval", 5*time.Second, "how often scored records are compacted from the write-ahead log to Parquet")
+	fs.DurationVar(&c.FeedbackRetention, "feedback-retention", feedback.DefaultRetention, "labels are joined to predictions made within this long before (by the time in the prediction id); older ones are reported unknown")
+	fs.StringVar(&c.SigningKey, "signing-key", envOr("PULSE_SIGNING_KEY", ""), "Ed25519 private key (PKCS#8 PEM) that signs model bundles; give every server the same file (env PULSE_SIGNING_KEY; default <data-dir>/keys/bundle-signing.pem, generated on first start)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -191,17 +210,33 @@ func (m *ServeMain) open(ctx context.Context) error {
 	refreshCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopRefresh = stopRefresh
 	go refreshAliases(refreshCtx, reg, m.log)
-	scorer, err := serving.New(serving.Config{
-		Models:     reg,
-		Sink:       m.lake,
-		Logger:     m.log.With("component", "serving"),
-		Registerer: metrics,
-	})
+	ev, scfg, err := m.openEvaluator(c.Evaluation, reg, metrics)
 	if err != nil {
 		return err
 	}
+	m.evaluator = ev
+	scfg.Models, scfg.Sink, scfg.Logger, scfg.Registerer = reg, m.lake, m.log.With("component", "serving"), metrics
+	scorer, err := serving.New(scfg)
+	if err != nil {
+		return err
+	}
+	m.scorer = scorer
+	fb, err := feedback.New(feedback.Config{
+		Lake:       m.lake,
+		Retention:  c.FeedbackRetention,
+		Logger:     m.log.With("component", "feedback"),
+		Registerer: metrics,
+		OnOutcome:  outcomeListener(ev),
+	})
+	if err != nil {
+		return fmt.Errorf("serve: --feedback-retention: %w", err)
+	}
 	jcfg.Registry = reg
 	jcfg.Workers = c.Workers
+	jcfg.Lake = m.lakeSt.Bucket
+	if err := c.Jobs.apply(&jcfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if c.SchedulesFile != "" {
 		if jcfg.Schedules, err = jobs.LoadSchedules(c.SchedulesFile); err != nil {
 			return err
@@ -217,9 +252,21 @@ func (m *ServeMain) open(ctx context.Context) error {
 	if m.jobs, err = jobs.Open(ctx, jcfg); err != nil {
 		return err
 	}
+	logEvaluation(m.log, c.Evaluation)
+	if m.evaluator != nil {
+		if err := m.evaluator.Start(ctx); err != nil {
+			return err
+		}
+	}
 	var asyncAPI []byte
 	if m.bus != nil {
 		if err := m.bus.startConsumers(ctx, reg, m.lake, m.jobs, m.db); err != nil {
+			return err
+		}
+		if err := m.bus.startScoring(ctx, c.Events, scorer); err != nil {
+			return err
+		}
+		if err := m.bus.startFeedback(ctx, fb); err != nil {
 			return err
 		}
 		asyncAPI = m.bus.AsyncAPI()
@@ -264,6 +311,11 @@ func (m *ServeMain) open(ctx context.Context) error {
 		}
 	}
 
+	signer, created, err := bundle.OpenSigner(c.SigningKey, dataDir)
+	if err != nil {
+		return fmt.Errorf("serve: --signing-key: %w", err)
+	}
+	m.log.Info("bundle signing key", "key_id", signer.KeyID(), "generated", created)
 	m.server, err = pulsehttp.New(pulsehttp.Config{
 		Addr:     c.Addr,
 		Registry: reg,
@@ -271,6 +323,12 @@ func (m *ServeMain) open(ctx context.Context) error {
 		Jobs:     m.jobs,
 		AsyncAPI: asyncAPI,
 		Online:   m.onlineStatus(),
+		Signer:   signer,
+		Feedback: fb,
+
+		Evaluation: m.evaluator,
+
+		PulseVersion: Version,
 		Ready: func(ctx context.Context) error {
 			return m.db.Ping(ctx)
 		},
@@ -356,6 +414,16 @@ func (m *ServeMain) Close() error {
 	if m.bus != nil {
 		if err := m.bus.stopConsumers(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("events: %w", err))
+		}
+	}
+	if m.scorer != nil { // no more requests: the shadow workers stop before the lake closes
+		if err := m.scorer.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("serving: %w", err))
+		}
+	}
+	if m.evaluator != nil {
+		if err := m.evaluator.Stop(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if m.jobs != nil {

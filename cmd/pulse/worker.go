@@ -92,12 +92,50 @@ type WorkerConfig struct {
 	// SchedulesFile is a JSON array of retraining schedules (see jobs.Schedule).
 	SchedulesFile string
 	// Events says where model and job events are published (off by default).
-	Events    EventsConfig
+	Events EventsConfig
+	// Jobs are the job timeouts.
+	Jobs      JobTimeouts
 	LogLevel  string
 	LogFormat string
 	// ShutdownTimeout is how long jobs in flight may run on after a stop signal before they
 	// are cancelled (they then run again on another worker).
 	ShutdownTimeout time.Duration
+}
+
+// JobTimeouts bound jobs, and say when a job whose worker died is run again.
+type JobTimeouts struct {
+	Job, Shard, RescueAfter time.Duration
+}
+
+func addJobFlags(fs *flag.FlagSet, t *JobTimeouts) {
+	fs.DurationVar(&t.Job, "job-timeout", envDuration("PULSE_JOB_TIMEOUT", time.Hour), "longest a training job (or the planning of a score job) may run (env PULSE_JOB_TIMEOUT)")
+	fs.DurationVar(&t.Shard, "shard-timeout", envDuration("PULSE_SHARD_TIMEOUT", 30*time.Minute), "longest the scoring of one shard of a score job may run (env PULSE_SHARD_TIMEOUT)")
+	fs.DurationVar(&t.RescueAfter, "rescue-after", envDuration("PULSE_RESCUE_AFTER", 0), "how long a job may run before its worker is presumed dead and the job runs again elsewhere; more than both timeouts (env PULSE_RESCUE_AFTER; default the longer timeout + 10m)")
+}
+
+// apply sets the timeouts in c; it refuses an environment variable that is not a duration
+// (envDuration let the flag's default fall back on it).
+func (t JobTimeouts) apply(c *jobs.Config) error {
+	for _, name := range []string{"PULSE_JOB_TIMEOUT", "PULSE_SHARD_TIMEOUT", "PULSE_RESCUE_AFTER"} {
+		if v := os.Getenv(name); v != "" {
+			if _, err := time.ParseDuration(v); err != nil {
+				return fmt.Errorf("%s=%q: want a duration such as 45m", name, v)
+			}
+		}
+	}
+	c.JobTimeout, c.ShardTimeout, c.RescueAfter = t.Job, t.Shard, t.RescueAfter
+	return nil
+}
+
+// envDuration is a duration flag's default from the environment, or def when unset or not a
+// duration (JobTimeouts.apply then refuses it).
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }
 
 // WorkerMain runs `pulse worker`: it works jobs (training) from the queue that `pulse serve`
@@ -125,6 +163,7 @@ func (m *WorkerMain) ParseFlags(args []string) error {
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "how many jobs this worker runs at once")
 	fs.StringVar(&c.SchedulesFile, "schedules", envOr("PULSE_SCHEDULES", ""), "JSON file of retraining schedules: [{\"model\",\"cron\",\"request\",\"gate\"}] (env PULSE_SCHEDULES); the workers' leader enqueues each run once")
 	addEventFlags(fs, &c.Events, true)
+	addJobFlags(fs, &c.Jobs)
 	fs.StringVar(&c.LogLevel, "log-level", envOr("PULSE_LOG_LEVEL", "info"), "debug, info, warn or error (env PULSE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("PULSE_LOG_FORMAT", "text"), "text or json (env PULSE_LOG_FORMAT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long jobs in flight may finish on shutdown before they are cancelled and requeued")
@@ -208,6 +247,10 @@ func (m *WorkerMain) Run(ctx context.Context) (err error) {
 	}
 	jcfg.Registry = reg
 	jcfg.Workers = c.Concurrency
+	jcfg.Lake = lakeSt.Bucket
+	if err := c.Jobs.apply(&jcfg); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	if c.SchedulesFile != "" {
 		if jcfg.Schedules, err = jobs.LoadSchedules(c.SchedulesFile); err != nil {
 			return err

@@ -17,6 +17,7 @@ var typeInfo = map[string]struct{ summary, sender, receiver, key string }{
 	TypeFeedback:               {"The observed outcome of an earlier prediction.", "clinical systems", "pulse (feedback consumer)", ""},
 	TypeModelVersionRegistered: {"A new model version was trained and stored.", "pulse", "anyone", ""},
 	TypeModelAliasMoved:        {"A model alias now points at another version.", "pulse", "anyone", ""},
+	TypeModelDecision:          {"An entry of a model's audit trail: what its policy decided (a rollback, a retraining, a promotion, or none and the guard that stopped it), with the numbers.", "pulse (continuous evaluation)", "anyone", ""},
 	TypeJobStarted:             {"A background job attempt started.", "pulse workers", "anyone", ""},
 	TypeJobSucceeded:           {"A background job finished.", "pulse workers", "anyone", ""},
 	TypeJobFailed:              {"A background job attempt failed.", "pulse workers", "anyone", ""},

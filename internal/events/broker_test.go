@@ -291,8 +291,8 @@ func testRoundTrip(t *testing.T, e *env) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(pub.m.published.WithLabelValues(e.topics.Name(TopicModelEvents))); got != 5 {
-		t.Fatalf("published to model.events: got %v, want 5", got)
+	if got := testutil.ToFloat64(pub.m.published.WithLabelValues(e.topics.Name(TopicModelEvents))); got != 6 {
+		t.Fatalf("published to model.events: got %v, want 6", got)
 	}
 	var col collector
 	var cs []*Consumer

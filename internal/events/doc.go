@@ -28,6 +28,7 @@
 //	feedback                         feedback        prediction_id, label, observed_at
 //	model.version_registered         model.events    model, version, algorithm?, dataset?, trigger?, metrics?
 //	model.alias_moved                model.events    model, alias, version, previous_version?
+//	model.decision                   model.events    id, model, rule, action, champion, policy_version, reason, numbers, at, version?, guard?, result?, error?, job_id?
 //	job.started                      model.events    job_id, kind, attempt, model?, request_id?
 //	job.succeeded                    model.events    job_id, kind, attempt, result?
 //	job.failed                       model.events    job_id, kind, attempt, error, final?

@@ -23,14 +23,15 @@ var sampleData = map[string]string{
 	TypeFeedback:               `{"prediction_id":"p-1","label":1,"observed_at":"2026-11-30T09:00:00Z"}`,
 	TypeModelVersionRegistered: `{"model":"heart-alert","version":3,"algorithm":"logreg","dataset":"heart-cleveland","trigger":"event","metrics":{"holdout":{"roc_auc":0.9}}}`,
 	TypeModelAliasMoved:        `{"model":"heart-alert","alias":"champion","version":3,"previous_version":2}`,
+	TypeModelDecision:          `{"id":17,"model":"heart-alert","rule":"rollback","action":"rollback","version":2,"champion":3,"policy_version":1,"reason":"accuracy below 0.7","numbers":{"labels":1000,"accuracy_upper":0.68},"result":"champion moved from version 3 back to version 2","at":"2026-11-25T21:00:00Z"}`,
 	TypeJobStarted:             `{"job_id":12,"kind":"train","attempt":1,"model":"heart-alert","request_id":"e-1"}`,
 	TypeJobSucceeded:           `{"job_id":12,"kind":"train","attempt":1,"result":{"version":3}}`,
 	TypeJobFailed:              `{"job_id":12,"kind":"train","attempt":2,"error":"dataset \"x\" not found","final":true}`,
 }
 
 func TestEveryTypeHasSampleSchemaAndTopic(t *testing.T) {
-	if len(Types()) != 10 {
-		t.Fatalf("got %d types, want 10", len(Types()))
+	if len(Types()) != 11 {
+		t.Fatalf("got %d types, want 11", len(Types()))
 	}
 	for _, typ := range Types() {
 		if _, ok := sampleData[typ]; !ok {

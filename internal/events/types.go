@@ -24,6 +24,7 @@ const (
 	TypeFeedback               = "com.cloudmedical.pulse.feedback"
 	TypeModelVersionRegistered = "com.cloudmedical.pulse.model.version_registered"
 	TypeModelAliasMoved        = "com.cloudmedical.pulse.model.alias_moved"
+	TypeModelDecision          = "com.cloudmedical.pulse.model.decision"
 	TypeJobStarted             = "com.cloudmedical.pulse.job.started"
 	TypeJobSucceeded           = "com.cloudmedical.pulse.job.succeeded"
 	TypeJobFailed              = "com.cloudmedical.pulse.job.failed"
@@ -52,6 +53,7 @@ var typeTopic = map[string]string{
 	TypeFeedback:               TopicFeedback,
 	TypeModelVersionRegistered: TopicModelEvents,
 	TypeModelAliasMoved:        TopicModelEvents,
+	TypeModelDecision:          TopicModelEvents,
 	TypeJobStarted:             TopicModelEvents,
 	TypeJobSucceeded:           TopicModelEvents,
 	TypeJobFailed:              TopicModelEvents,

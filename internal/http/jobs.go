@@ -141,3 +141,27 @@ func queryBool(r *http.Request, name string) (bool, error) {
 	}
 	return b, nil
 }
+
+// scoreJob enqueues a score job: a CSV file of the lake scored by a model version, shard by
+// shard, by the workers. It answers 202 with the job.
+func (s *Server) scoreJob(w http.ResponseWriter, r *http.Request) {
+	js, err := s.jobsService()
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var req jobs.ScoreRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	ctx := r.Context()
+	j, _, err := js.EnqueueScore(ctx, r.PathValue("model"), req, jobs.EnqueueOptions{
+		RequestedBy: "http request " + requestID(ctx),
+	})
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJob(w, http.StatusAccepted, j)
+}

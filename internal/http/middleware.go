@@ -143,12 +143,17 @@ func isPredict(route string) bool {
 	return route == "POST /v1/models/{model}/predict"
 }
 
-// withBodyLimit bounds every request body; uploads have their own, larger limit.
+// withBodyLimit bounds every request body; uploads and feedback batches have their own, larger
+// limits.
 func (s *Server) withBodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := s.cfg.MaxBodyBytes
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/datasets" {
 			limit = s.cfg.MaxUploadBytes
+		}
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/feedback" {
+			// Up to 10,000 labels with nanosecond times and long feedback ids.
+			limit = max(limit, 4<<20)
 		}
 		if r.ContentLength > limit {
 			writeError(w, r, s.log, pulse.Errorf(pulse.ETOOLARGE, "request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit))

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cloudmedical/pulse/internal/bundle"
+	"github.com/cloudmedical/pulse/internal/evaluator"
 	"github.com/cloudmedical/pulse/internal/jobs"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/serving"
@@ -52,6 +54,16 @@ type Config struct {
 	// internal/online; the value is its Status), for GET /v1/models/{model}/online. nil when
 	// no follower runs in this process.
 	Online func(model string) (status any, ok bool)
+	// Signer signs the model bundles of GET /v1/models/{model}/versions/{version}/bundle
+	// (503 without it); its public key is served at GET /v1/signing-keys.
+	Signer *bundle.Signer
+	// PulseVersion is recorded in bundles.
+	PulseVersion string
+	// Feedback, when set, takes ground truth at POST /v1/feedback (feedback.go); 503 without it.
+	Feedback Feedback
+	// Evaluation, when set, serves live metrics, drift, policies and the audit trail
+	// (evaluation.go); 503 without it.
+	Evaluation *evaluator.Evaluator
 }
 
 // Server serves the API.
@@ -118,10 +130,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/models/{model}/aliases/{alias}", s.deleteAlias)
 	mux.HandleFunc("POST /v1/models/{model}/predict", s.predict)
 	mux.HandleFunc("GET /v1/models/{model}/online", s.getOnline)
+	mux.HandleFunc("GET /v1/models/{model}/versions/{version}/bundle", s.getBundle) // bundle.go
+	mux.HandleFunc("GET /v1/signing-keys", s.signingKeys)
 
 	mux.HandleFunc("GET /v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancelJob)
+	mux.HandleFunc("POST /v1/models/{model}/score-jobs", s.scoreJob)
+	mux.HandleFunc("POST /v1/feedback", s.submitFeedback) // feedback.go
+
+	mux.HandleFunc("GET /v1/models/{model}/versions/{version}/live", s.getLive) // evaluation.go
+	mux.HandleFunc("GET /v1/models/{model}/policy", s.getPolicy)
+	mux.HandleFunc("PUT /v1/models/{model}/policy", s.putPolicy)
+	mux.HandleFunc("GET /v1/models/{model}/policy/versions", s.listPolicies)
+	mux.HandleFunc("GET /v1/models/{model}/events", s.listModelEvents)
 
 	mux.HandleFunc("/", s.notFound)
 	return s.chain(mux)

@@ -7,6 +7,11 @@
 //
 //	predictions/model=<model>/date=<YYYY-MM-DD of scored_at, UTC>/part-<segment seq, 20 digits>.parquet
 //	ingest/dataset=<dataset>/date=<YYYY-MM-DD of received_at, UTC>/part-<segment seq>.parquet
+//	outcomes/model=<model>/date=<YYYY-MM-DD of the prediction's scored_at, UTC>/part-<segment seq>.parquet
+//
+// The rows of predictions and outcomes files are sorted by prediction_id, in row groups of
+// 8192 rows, so that FindPredictions and Labelled (join.go) read only the row groups that
+// may hold the ids they look for.
 //
 // Exactly once: an object's key is derived from its partition and the sequence number of the
 // segment it comes from, and a segment is deleted only after all of its objects are written
@@ -51,8 +56,11 @@ type Config struct {
 	// before it is in the tables. 0 means the wal package defaults (64 MiB, 5 s).
 	MaxSegmentBytes int64
 	MaxSegmentAge   time.Duration
-	Logger          *slog.Logger          // nil discards
-	Registerer      prometheus.Registerer // nil registers nothing
+	// JoinCacheBytes bounds the memory of the join's cache of decoded row groups (about 64
+	// bytes per prediction). 0 means DefaultJoinCacheBytes.
+	JoinCacheBytes int64
+	Logger         *slog.Logger          // nil discards
+	Registerer     prometheus.Registerer // nil registers nothing
 
 	hooks testHooks
 }
@@ -77,6 +85,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxSegmentAge < 0 {
 		return pulse.FieldErrorf(pulse.EINVALID, "MaxSegmentAge", "lake: config: MaxSegmentAge is %v, want >= 0", c.MaxSegmentAge)
 	}
+	if c.JoinCacheBytes < 0 {
+		return pulse.FieldErrorf(pulse.EINVALID, "JoinCacheBytes", "lake: config: JoinCacheBytes is %d, want >= 0", c.JoinCacheBytes)
+	}
+	if c.JoinCacheBytes == 0 {
+		c.JoinCacheBytes = DefaultJoinCacheBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +111,7 @@ type Lake struct {
 	wal   *wal.WAL
 	m     *metrics
 	pool  sync.Pool // *encodeBuf
+	idx   *joinIndex
 
 	// closeMu is held for reading by every append and for writing by Close, so that Close
 	// waits for appends in flight and later ones see closed.
@@ -131,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Lake, error) {
 		done:  make(chan struct{}),
 		pool:  sync.Pool{New: func() any { return new(encodeBuf) }},
 	}
-	for _, prefix := range []string{predictionsPrefix, ingestPrefix} {
+	for _, prefix := range []string{predictionsPrefix, ingestPrefix, outcomesPrefix} {
 		n, err := l.store.SweepTemp(ctx, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("lake: open: %w", err)
@@ -144,6 +159,7 @@ func Open(ctx context.Context, cfg Config) (*Lake, error) {
 	if l.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
+	l.idx = newJoinIndex(l.store, l.m, cfg.JoinCacheBytes)
 	l.wal, err = wal.Open(ctx, wal.Config{
 		Dir:             cfg.WALDir,
 		MaxSegmentBytes: cfg.MaxSegmentBytes,
@@ -180,7 +196,30 @@ func (l *Lake) AppendPredictions(ctx context.Context, recs ...Prediction) error 
 			return err
 		}
 	}
-	return l.append(ctx, "prediction", len(recs), func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
+	// Indexed before the WAL append, so that the compaction of the segment that holds them,
+	// which may run before this call returns, finds them in the tail index.
+	l.idx.addTailPredictions(recs)
+	err := l.append(ctx, "prediction", len(recs), func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
+	if err != nil {
+		l.idx.removeTailPredictions(recs)
+	}
+	return err
+}
+
+// AppendOutcomes stores records in the outcomes table, durably when it returns nil, like
+// AppendPredictions; Labelled sees them at once.
+func (l *Lake) AppendOutcomes(ctx context.Context, recs ...Outcome) error {
+	for i := range recs {
+		if err := recs[i].validate(i); err != nil {
+			return err
+		}
+	}
+	l.idx.addTailOutcomes(recs)
+	err := l.append(ctx, "outcome", len(recs), func(b []byte, i int) []byte { return appendOutcome(b, &recs[i]) })
+	if err != nil {
+		l.idx.removeTailOutcomes(recs)
+	}
+	return err
 }
 
 // AppendIngest stores records in the ingest table, durably when it returns nil, like
@@ -338,6 +377,7 @@ func (l *Lake) compactAll(ctx context.Context) error {
 func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 	predictions := map[partition][]predictionRow{}
 	ingest := map[partition][]ingestRow{}
+	outcomes := map[partition][]outcomeRow{}
 	records := 0
 	for p, err := range l.wal.Payloads(seq) {
 		if err != nil {
@@ -356,15 +396,30 @@ func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
 			}
 			ingest[part] = append(ingest[part], row)
+		case tagOutcome:
+			part, row, err := decodeOutcome(p)
+			if err != nil {
+				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
+			}
+			outcomes[part] = append(outcomes[part], row)
 		default:
 			return fmt.Errorf("lake: compact segment %d, record %d: unknown table tag %d (written by a newer Pulse?)", seq, records, p[0])
 		}
 		records++
 	}
+	// Sorted by id for the join (deterministically: compacting the segment again writes the
+	// same objects).
+	for _, rows := range predictions {
+		slices.SortFunc(rows, func(a, b predictionRow) int { return cmp.Compare(a.PredictionID, b.PredictionID) })
+	}
+	for _, rows := range outcomes {
+		slices.SortFunc(rows, func(a, b outcomeRow) int { return cmp.Compare(a.PredictionID, b.PredictionID) })
+	}
 	objects := 0
 	for _, write := range []func() (int, error){
 		func() (int, error) { return writeParts(ctx, l, seq, predictions) },
 		func() (int, error) { return writeParts(ctx, l, seq, ingest) },
+		func() (int, error) { return writeParts(ctx, l, seq, outcomes) },
 	} {
 		n, err := write()
 		objects += n
@@ -372,6 +427,7 @@ func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("lake: compact segment %d: %w", seq, err)
 		}
 	}
+	l.idx.compacted(seq, predictions, outcomes)
 	if err := l.wal.Remove(seq); err != nil {
 		return fmt.Errorf("lake: compact segment %d: %w", seq, err)
 	}
@@ -415,6 +471,7 @@ func writeParquet[T any](ctx context.Context, l *Lake, key string, rows []T) err
 	pw := parquet.NewGenericWriter[T](bw,
 		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
 		parquet.DataPageVersion(1),
+		parquet.MaxRowsPerRowGroup(joinRowGroupRows),
 	)
 	_, err = pw.Write(rows)
 	if err == nil {

@@ -294,6 +294,7 @@ func TestParquetSchema(t *testing.T) {
 		{"scored_at", parquet.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)"},
 		{"model_version", parquet.Int64, "INT(64,true)"},
 		{"alias", parquet.ByteArray, "STRING"},
+		{"shadow", parquet.Boolean, ""},
 		{"label", parquet.Int32, "INT(32,true)"},
 		{"probability", parquet.Double, ""},
 		{"threshold", parquet.Double, ""},

@@ -17,6 +17,11 @@ type metrics struct {
 	objects           prometheus.Counter
 	compactionErrors  prometheus.Counter
 	compactionSeconds prometheus.Histogram
+	// the join (join.go)
+	dateListings  prometheus.Counter
+	footersRead   prometheus.Counter
+	rowGroupsRead prometheus.Counter
+	joinCacheHits prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,7 +40,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulse_lake_compaction_seconds", Help: "Duration of the compaction of one WAL segment.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 	}
-	m.collectors = []prometheus.Collector{m.appended, m.compacted, m.objects, m.compactionErrors, m.compactionSeconds}
+	m.dateListings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulse_lake_join_date_listings_total", Help: "Date partitions listed by the join (once per table and date, then kept up to date)."})
+	m.footersRead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulse_lake_join_footers_read_total", Help: "Parquet footers read by the join (once per object)."})
+	m.rowGroupsRead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulse_lake_join_row_groups_read_total", Help: "Row groups whose join columns were read and decoded (cache misses)."})
+	m.joinCacheHits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulse_lake_join_cache_hits_total", Help: "Row groups the join found decoded in its cache."})
+	m.collectors = []prometheus.Collector{m.appended, m.compacted, m.objects, m.compactionErrors, m.compactionSeconds,
+		m.dateListings, m.footersRead, m.rowGroupsRead, m.joinCacheHits}
 	if reg == nil {
 		return m, nil
 	}

@@ -13,11 +13,15 @@ import (
 
 // Prediction is one scored record: a row of the predictions table.
 type Prediction struct {
-	PredictionID  string    // UUID
-	ScoredAt      time.Time // stored in UTC with microsecond precision
-	Model         string    // partition column, not stored inside the file
-	Version       int
-	Alias         string // alias through which it was served ("" if by version)
+	PredictionID string    // UUID
+	ScoredAt     time.Time // stored in UTC with microsecond precision
+	Model        string    // partition column, not stored inside the file
+	Version      int
+	Alias        string // alias through which it was served ("" if by version)
+	// Shadow marks a challenger's prediction scored in shadow on a live request: it has the
+	// prediction id of the answer the client got (the champion's), was not returned, and is
+	// joined to the same feedback.
+	Shadow        bool
 	Label         int
 	Probability   float64
 	Threshold     float64
@@ -47,18 +51,21 @@ func (p *Prediction) validate(i int) error {
 // All tables of a Lake share its one WAL. Every WAL payload is one record, tagged with its
 // table so that compaction routes it:
 //
-//	byte 0   table tag (tagPrediction = 1; future tables take the next numbers)
-//	byte 1   encoding version of that table's records (1)
+//	byte 0   table tag (tagPrediction = 1, tagIngest = 2, tagOutcome = 3; future tables take the next numbers)
+//	byte 1   encoding version of that table's records
 //	...      the fields, in a fixed order per table and version
 //
 // Field encodings: integers are varints (encoding/binary, zig-zag for signed), float64 are 8
 // bytes little-endian IEEE 754, strings and byte slices are a uvarint length and the bytes.
-// A prediction (version 1) is, in order: PredictionID, ScoredAt as Unix microseconds, Model,
-// Version, Alias, Label, Probability, Threshold, LatencyMicros, RequestID, Features, Response.
-// A decoder rejects an unknown tag or version rather than skip the record.
+// A prediction (version 2) is, in order: PredictionID, ScoredAt as Unix microseconds, Model,
+// Version, Alias, Shadow (one byte, 0 or 1), Label, Probability, Threshold, LatencyMicros,
+// RequestID, Features, Response. Version 1, written before shadow scoring, has no Shadow byte;
+// it is still decoded (a WAL left by an older Pulse). A decoder rejects an unknown tag or
+// version rather than skip the record.
 const (
-	tagPrediction     = 1
-	predictionVersion = 1
+	tagPrediction       = 1
+	predictionVersion   = 2
+	predictionVersionV1 = 1
 )
 
 // appendPrediction appends the WAL encoding of p to b.
@@ -69,6 +76,7 @@ func appendPrediction(b []byte, p *Prediction) []byte {
 	b = appendString(b, p.Model)
 	b = binary.AppendVarint(b, int64(p.Version))
 	b = appendString(b, p.Alias)
+	b = appendBool(b, p.Shadow)
 	b = binary.AppendVarint(b, int64(p.Label))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Probability))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Threshold))
@@ -84,6 +92,13 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
 func appendBytes(b, s []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -96,6 +111,7 @@ type predictionRow struct {
 	ScoredAt     time.Time `parquet:"scored_at,timestamp(microsecond:utc)"`
 	ModelVersion int64     `parquet:"model_version"`
 	Alias        string    `parquet:"alias,dict"`
+	Shadow       bool      `parquet:"shadow"`
 	Label        int32     `parquet:"label"`
 	Probability  float64   `parquet:"probability"`
 	Threshold    float64   `parquet:"threshold"`
@@ -105,20 +121,32 @@ type predictionRow struct {
 	Response     string    `parquet:"response"`
 }
 
-// partition is a hive partition of one table: predictions by model and date, ingest by
-// dataset and date.
+// partition is a hive partition of one table: predictions and outcomes by model and date,
+// ingest by dataset and date.
 type partition struct {
-	table byte   // tagPrediction or tagIngest
+	table byte   // tagPrediction, tagIngest or tagOutcome
 	name  string // the model or the dataset
 	date  string // YYYY-MM-DD of the record's time in UTC
 }
 
 // key returns the object key of the part of this partition that comes from WAL segment seq.
 func (p partition) key(seq uint64) string {
+	column := "model"
 	if p.table == tagIngest {
-		return fmt.Sprintf("%sdataset=%s/date=%s/part-%020d.parquet", ingestPrefix, escapePartitionValue(p.name), p.date, seq)
+		column = "dataset"
 	}
-	return fmt.Sprintf("%smodel=%s/date=%s/part-%020d.parquet", predictionsPrefix, escapePartitionValue(p.name), p.date, seq)
+	return fmt.Sprintf("%s%s=%s/date=%s/part-%020d.parquet", tablePrefix(p.table), column, escapePartitionValue(p.name), p.date, seq)
+}
+
+// tablePrefix returns the key prefix of a table.
+func tablePrefix(table byte) string {
+	switch table {
+	case tagIngest:
+		return ingestPrefix
+	case tagOutcome:
+		return outcomesPrefix
+	}
+	return predictionsPrefix
 }
 
 // predictionsPrefix is the key prefix of the predictions table.
@@ -163,6 +191,19 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
+func (d *decoder) bool() bool {
+	if d.err != nil {
+		return false
+	}
+	if len(d.b) < 1 || d.b[0] > 1 {
+		d.err = errShort
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
 func (d *decoder) float() float64 {
 	if d.err != nil {
 		return 0
@@ -195,8 +236,8 @@ func decodePrediction(p []byte) (partition, predictionRow, error) {
 	if len(p) < 2 || p[0] != tagPrediction {
 		return partition{}, predictionRow{}, fmt.Errorf("not a prediction record")
 	}
-	if p[1] != predictionVersion {
-		return partition{}, predictionRow{}, fmt.Errorf("prediction encoding version %d, want %d", p[1], predictionVersion)
+	if p[1] != predictionVersion && p[1] != predictionVersionV1 {
+		return partition{}, predictionRow{}, fmt.Errorf("prediction encoding version %d, want %d or %d", p[1], predictionVersionV1, predictionVersion)
 	}
 	d := decoder{b: p[2:]}
 	var r predictionRow
@@ -206,6 +247,9 @@ func decodePrediction(p []byte) (partition, predictionRow, error) {
 	part.name = d.string()
 	r.ModelVersion = d.varint()
 	r.Alias = d.string()
+	if p[1] >= 2 {
+		r.Shadow = d.bool()
+	}
 	r.Label = int32(d.varint())
 	r.Probability = d.float()
 	r.Threshold = d.float()

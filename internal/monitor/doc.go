@@ -56,7 +56,9 @@
 //
 // # Policies
 //
-// A Policy (JSON, "format": 1, schema in PolicySchema) holds up to three rules: rollback
+// A Policy (JSON, "format": 1, schema in PolicySchema) says whether a challenger scores in
+// shadow ("shadow", on unless false), where its decisions are POSTed ("webhook"), and holds
+// up to three rules: rollback
 // (champion metric below a threshold), retrain (input or score drift above a PSI, or live
 // ROC AUC below a threshold) and promote (a shadow challenger beats the champion on the same
 // outcomes). Evaluate applies it to a State and returns a Decision per rule: the action taken

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +57,18 @@ type Policy struct {
 	Rollback            *RollbackRule `json:"rollback,omitempty"`
 	Retrain             *RetrainRule  `json:"retrain,omitempty"`
 	Promote             *PromoteRule  `json:"promote,omitempty"`
+	// Shadow says whether the model's challenger, when it has one, scores the champion's
+	// requests in shadow (see ShadowOn): absent means yes, false turns it off.
+	Shadow *bool `json:"shadow,omitempty"`
+	// Webhook, when set, is an http or https URL that every decision recorded in the audit
+	// trail is POSTed to as JSON.
+	Webhook string `json:"webhook,omitempty"`
+}
+
+// ShadowOn reports whether a challenger scores in shadow under p: unless p says
+// "shadow": false. A nil policy leaves it on.
+func (p *Policy) ShadowOn() bool {
+	return p == nil || p.Shadow == nil || *p.Shadow
 }
 
 // RollbackRule moves the champion alias back to the previous good version when the champion's
@@ -88,6 +102,9 @@ type RetrainRule struct {
 	MinRecords int `json:"min_records"`
 	// Cooldown is the least time between two retrainings; default "1h".
 	Cooldown string `json:"cooldown"`
+	// IngestWindow, when set ("30d", "720h"), adds to the retraining's data the labelled
+	// records ingested for the dataset within that window (registry.TrainRequest.IngestWindow).
+	IngestWindow string `json:"ingest_window,omitempty"`
 }
 
 // PromoteRule moves the champion alias to the challenger when, on the same live traffic, the
@@ -229,6 +246,12 @@ func (p *Policy) normalize() error {
 	if err := defaultCount(&p.LiveMetricMinLabels, DefaultLiveMetricMinLabels, "live_metric_min_labels"); err != nil {
 		return err
 	}
+	if p.Webhook != "" {
+		u, err := url.Parse(p.Webhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return pulse.FieldErrorf(pulse.EINVALID, "webhook", "policy: webhook: got %q, want an http or https URL", p.Webhook)
+		}
+	}
 	if r := p.Rollback; r != nil {
 		if r.Metric == "" {
 			r.Metric = DefaultRollbackMetric
@@ -271,6 +294,9 @@ func (p *Policy) normalize() error {
 		}
 		if err := defaultCooldown(&r.Cooldown, "retrain.cooldown"); err != nil {
 			return err
+		}
+		if r.IngestWindow != "" && !validWindow(r.IngestWindow) {
+			return pulse.FieldErrorf(pulse.EINVALID, "retrain.ingest_window", "policy: retrain.ingest_window: got %q, want a positive duration such as \"30d\" or \"720h\"", r.IngestWindow)
 		}
 	}
 	if r := p.Promote; r != nil {
@@ -333,6 +359,17 @@ func defaultCooldown(v *string, field string) error {
 		return pulse.FieldErrorf(pulse.EINVALID, field, "policy: %s: got %q, want a duration such as \"30m\", \"1h\" or \"0s\"", field, *v)
 	}
 	return nil
+}
+
+// validWindow reports whether s is a data window as training reads it: whole days ("90d")
+// or a positive Go duration ("720h").
+func validWindow(s string) bool {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		return err == nil && n > 0
+	}
+	d, err := time.ParseDuration(s)
+	return err == nil && d > 0
 }
 
 // cooldown returns the duration of a cooldown that normalize has checked.

@@ -75,6 +75,11 @@ func TestParsePolicyErrors(t *testing.T) {
 		{`{"promote": {"min_gain": -0.1}}`, "promote.min_gain", "promote.min_gain: got -0.1, want a number in (0, 1)"},
 		{`{"promote": {"metric": "brier"}}`, "promote.metric", `promote.metric: got "brier"`},
 		{`{"live_metric_min_labels": -1}`, "live_metric_min_labels", "live_metric_min_labels: got -1"},
+		{`{"webhook": "ftp://example.com/x"}`, "webhook", `webhook: got "ftp://example.com/x", want an http or https URL`},
+		{`{"webhook": "https://"}`, "webhook", "want an http or https URL"},
+		{`{"shadow": "yes"}`, "shadow", "shadow: got a JSON string"},
+		{`{"retrain": {"drift_psi_above": 0.2, "ingest_window": "a month"}}`, "retrain.ingest_window", `retrain.ingest_window: got "a month"`},
+		{`{"retrain": {"drift_psi_above": 0.2, "ingest_window": "0d"}}`, "retrain.ingest_window", `got "0d"`},
 		{`[]`, "", "got a JSON array, want an object"},
 		{``, "", "empty document"},
 		{`{"rollback": `, "", "policy:"},
@@ -86,6 +91,38 @@ func TestParsePolicyErrors(t *testing.T) {
 		if !errorAs(err, &pe) || pe.Code != pulse.EINVALID || pe.Field != tt.field || !strings.Contains(pe.Message, tt.want) {
 			t.Errorf("%s: got %#v, want EINVALID about %q containing %q", tt.doc, err, tt.field, tt.want)
 		}
+	}
+}
+
+// TestPolicyShadowAndWebhook: shadow defaults to on, false turns it off; the webhook and the
+// retraining's ingest window read back as given.
+func TestPolicyShadowAndWebhook(t *testing.T) {
+	tests := []struct {
+		doc  string
+		want bool
+	}{
+		{`{}`, true},
+		{`{"shadow": true}`, true},
+		{`{"shadow": false}`, false},
+	}
+	for _, tt := range tests {
+		p, err := ParsePolicy([]byte(tt.doc))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.doc, err)
+		}
+		if got := p.ShadowOn(); got != tt.want {
+			t.Errorf("%s: ShadowOn got %v, want %v", tt.doc, got, tt.want)
+		}
+	}
+	if !(*Policy)(nil).ShadowOn() {
+		t.Errorf("nil policy: ShadowOn got false, want true")
+	}
+	p, err := ParsePolicy([]byte(`{"webhook": "https://hooks.example.com/pulse?x=1", "retrain": {"score_psi_above": 0.3, "ingest_window": "30d"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Webhook != "https://hooks.example.com/pulse?x=1" || p.Retrain.IngestWindow != "30d" {
+		t.Errorf("got webhook %q, ingest_window %q", p.Webhook, p.Retrain.IngestWindow)
 	}
 }
 

@@ -192,10 +192,13 @@ func (db *DB) SetAlias(ctx context.Context, model, alias string, version int) (i
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO aliases (model, alias, version, updated_at) VALUES ($1, $2, $3, $4)
+		now := time.Now()
+		if _, err = tx.Exec(ctx, `INSERT INTO aliases (model, alias, version, updated_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at`,
-			model, alias, version, time.Now())
-		return err
+			model, alias, version, now); err != nil {
+			return err
+		}
+		return recordAliasMove(ctx, tx, model, alias, version, previous, now)
 	})
 	if err != nil {
 		return 0, wrap("set alias", err)
@@ -209,14 +212,15 @@ func (db *DB) DeleteAlias(ctx context.Context, model, alias string) error {
 		if err := lockModel(ctx, tx, model); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM aliases WHERE model = $1 AND alias = $2`, model, alias)
+		var previous int
+		err := tx.QueryRow(ctx, `DELETE FROM aliases WHERE model = $1 AND alias = $2 RETURNING version`, model, alias).Scan(&previous)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return pulse.Errorf(pulse.ENOTFOUND, "alias %q of model %q not found", alias, model)
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return pulse.Errorf(pulse.ENOTFOUND, "alias %q of model %q not found", alias, model)
-		}
-		return nil
+		return recordAliasMove(ctx, tx, model, alias, 0, previous, time.Now())
 	})
 	return wrap("delete alias", err)
 }

@@ -52,3 +52,37 @@ type EventStore interface {
 	// how late a redelivery can come) and returns how many it deleted.
 	ForgetEventsBefore(ctx context.Context, before time.Time) (int64, error)
 }
+
+// AliasHistoryStore is a ModelStore that remembers every alias move (SetAlias and
+// DeleteAlias record one in the same transaction), so that the version an alias pointed at
+// before is known across restarts: a rollback restores it.
+type AliasHistoryStore interface {
+	// AliasHistory returns the moves of a model's alias, newest first, at most limit (1 to
+	// 1000); ENOTFOUND for an unknown model.
+	AliasHistory(ctx context.Context, model, alias string, limit int) ([]AliasMove, error)
+}
+
+// PolicyStore keeps the versions of each model's policy: every put makes a new version and
+// the history is kept.
+type PolicyStore interface {
+	// PutPolicy stores p as the next version of its model's policy, assigning p.Version
+	// (1 + the latest) and p.CreatedAt if zero. ENOTFOUND for an unknown model.
+	PutPolicy(ctx context.Context, p *PolicyDocument) error
+	// GetPolicy returns one version of a model's policy, the latest for version 0; ENOTFOUND
+	// when the model or the version does not exist (or the model has no policy).
+	GetPolicy(ctx context.Context, model string, version int) (*PolicyDocument, error)
+	// ListPolicies returns every version of a model's policy, newest first (empty when it has
+	// none); ENOTFOUND for an unknown model.
+	ListPolicies(ctx context.Context, model string) ([]*PolicyDocument, error)
+	// CurrentPolicies returns the latest policy of every model that has one, by model name.
+	CurrentPolicies(ctx context.Context) ([]*PolicyDocument, error)
+}
+
+// DecisionStore keeps each model's audit trail of policy decisions. Entries are never changed.
+type DecisionStore interface {
+	// AppendDecision stores d, assigning d.ID and d.At if zero. ENOTFOUND for an unknown model.
+	AppendDecision(ctx context.Context, d *Decision) error
+	// ListDecisions returns a model's entries, newest first, as q selects; ENOTFOUND for an
+	// unknown model.
+	ListDecisions(ctx context.Context, model string, q DecisionQuery) ([]*Decision, error)
+}

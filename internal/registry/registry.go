@@ -77,6 +77,8 @@ type Service struct {
 	regMu sync.Mutex
 	// live maps model name -> *Loaded: the live model an online follower publishes.
 	live sync.Map
+	// profiles maps versionKey -> *monitor.Profile: training profiles read once.
+	profiles sync.Map
 }
 
 // Loaded is a version with its artifact decoded and verified, ready to score.
@@ -374,6 +376,9 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	hash := hex.EncodeToString(sum[:])
 	key := fmt.Sprintf("models/%s/sha256-%s.json", model, hash)
 	if err := s.writeBlob(ctx, s.cfg.Blobs, key, artifact, "application/json"); err != nil {
+		return nil, err
+	}
+	if err := s.writeProfile(ctx, key, res.Model, tbl); err != nil {
 		return nil, err
 	}
 	trigger := req.Trigger

@@ -271,10 +271,13 @@ func (db *DB) SetAlias(ctx context.Context, model, alias string, version int) (i
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO aliases (model, alias, version, updated_at) VALUES ($1, $2, $3, $4)
+		now := toMicros(time.Now())
+		if _, err = tx.ExecContext(ctx, `INSERT INTO aliases (model, alias, version, updated_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at`,
-			model, alias, version, toMicros(time.Now()))
-		return err
+			model, alias, version, now); err != nil {
+			return err
+		}
+		return recordAliasMove(ctx, tx, model, alias, version, previous, now)
 	})
 	if err != nil {
 		return 0, wrap("set alias", err)
@@ -285,21 +288,19 @@ func (db *DB) SetAlias(ctx context.Context, model, alias string, version int) (i
 // DeleteAlias removes an alias; ENOTFOUND if it was not set.
 func (db *DB) DeleteAlias(ctx context.Context, model, alias string) error {
 	err := db.inTx(ctx, false, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE model = $1 AND alias = $2`, model, alias)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
+		var previous int
+		err := tx.QueryRowContext(ctx, `DELETE FROM aliases WHERE model = $1 AND alias = $2 RETURNING version`,
+			model, alias).Scan(&previous)
+		if errors.Is(err, sql.ErrNoRows) {
 			if err := modelExists(ctx, tx, model); err != nil {
 				return err
 			}
 			return pulse.Errorf(pulse.ENOTFOUND, "alias %q of model %q not found", alias, model)
 		}
-		return nil
+		if err != nil {
+			return err
+		}
+		return recordAliasMove(ctx, tx, model, alias, 0, previous, toMicros(time.Now()))
 	})
 	return wrap("delete alias", err)
 }

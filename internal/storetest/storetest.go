@@ -35,6 +35,9 @@ type Store interface {
 	pulse.DatasetStore
 	pulse.ModelStore
 	pulse.EventStore
+	pulse.PolicyStore
+	pulse.DecisionStore
+	pulse.AliasHistoryStore
 }
 
 // Run runs every conformance test against stores made by newStore (a fresh, empty store per
@@ -58,6 +61,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"SetAlias", setAliasTests},
 		{"DeleteAlias", deleteAliasTests},
 		{"Events", eventTests},
+		{"Policies", policyTests},
+		{"Decisions", decisionTests},
+		{"AliasHistory", aliasHistoryTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 root = sys.argv[1]
 want_rows = 303
 want_columns = [
-    "prediction_id", "scored_at", "model_version", "alias", "label", "probability",
+    "prediction_id", "scored_at", "model_version", "alias", "shadow", "label", "probability",
     "threshold", "latency_us", "request_id", "features", "response",
 ]
 
