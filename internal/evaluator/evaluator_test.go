@@ -392,7 +392,7 @@ func TestRetrainOnDrift(t *testing.T) {
 		got.req.IngestWindow != "30d" || !slices.Equal(got.req.Features, names) || fmt.Sprint(got.req.Params) != fmt.Sprint(v1.Lineage.Params) {
 		t.Errorf("retraining request: got %+v", got.req)
 	}
-	if got.opts.Trigger != "policy" || got.opts.Gate == nil || got.opts.Gate.MinGain <= 1 || !strings.Contains(got.opts.RequestedBy, "policy version 1") {
+	if got.opts.Trigger != "policy" || got.opts.Gate == nil || !got.opts.Gate.Challenger || !strings.Contains(got.opts.RequestedBy, "policy version 1") {
 		t.Errorf("retraining options: got %+v, gate %+v", got.opts, got.opts.Gate)
 	}
 	acts := actions(f.trail())

@@ -29,10 +29,6 @@ type parsedPolicy struct {
 	policy  *monitor.Policy
 }
 
-// challengerOnly is the gate of a retraining job: no gain of ROC AUC reaches it, so the
-// new version always becomes challenger and must prove itself in shadow.
-const challengerOnly = 2
-
 // tick evaluates every model that has a policy and refreshes the summaries and gauges.
 func (e *Evaluator) tick(ctx context.Context) {
 	now := e.cfg.Now()
@@ -330,7 +326,7 @@ func (e *Evaluator) retrain(ctx context.Context, d *pulse.Decision, pol *monitor
 	j, _, err := e.cfg.Jobs.Enqueue(ctx, d.Model, req, jobs.EnqueueOptions{
 		Trigger:     "policy",
 		RequestedBy: fmt.Sprintf("policy version %d of model %s", d.PolicyVersion, d.Model),
-		Gate:        &jobs.Gate{Metric: "roc_auc", MinGain: challengerOnly},
+		Gate:        &jobs.Gate{Metric: "roc_auc", Challenger: true}, // it proves itself in shadow
 	})
 	if err != nil {
 		return err

@@ -49,6 +49,11 @@ type Gate struct {
 	// Floor, when set, is an absolute bound the challenger's metric must reach (at least it
 	// for roc_auc, accuracy, f1; at most it for log_loss, brier).
 	Floor *float64 `json:"floor,omitempty"`
+	// Challenger, when set and the model has a champion, makes the new version challenger
+	// whatever its numbers (they are still computed and recorded): it must prove itself on
+	// live traffic first, as versions retrained by a policy do (the evaluator promotes them
+	// from shadow).
+	Challenger bool `json:"challenger,omitempty"`
 }
 
 // GateDecision records what a gate decided and the numbers it decided on.
@@ -167,6 +172,10 @@ func applyGate(ctx context.Context, reg *registry.Service, v *pulse.ModelVersion
 	default:
 		d.Alias = pulse.AliasChampion
 		d.Reason = fmt.Sprintf("%s %.4f vs the champion's %.4f (%s): a gain of %.4f, at least %.4f", g.Metric, d.Value, d.ChampionValue, d.Source, gain, g.MinGain)
+	}
+	if g.Challenger {
+		d.Alias = pulse.AliasChallenger
+		d.Reason = fmt.Sprintf("challenger until it proves itself on live traffic (%s %.4f vs the champion's %.4f, %s)", g.Metric, d.Value, d.ChampionValue, d.Source)
 	}
 	if _, err := reg.SetAlias(ctx, v.Model, d.Alias, v.Version); err != nil {
 		return nil, err

@@ -77,12 +77,20 @@ func TestGate(t *testing.T) {
 	if !strings.Contains(j3.Logs[0].Log, "msg=gate alias=champion metric=brier") {
 		t.Errorf("log: got %q", j3.Logs[0].Log)
 	}
+	// A challenger gate: challenger even when any loss would be tolerated, with its numbers.
+	jc := train(&Gate{MinGain: -1, Challenger: true}, 6)
+	if d := jc.GateDecision; d == nil || d.Alias != "challenger" || d.ChampionVersion != 4 || d.Source != "fresh_holdout" || d.Value <= 0.5 || !strings.Contains(d.Reason, "proves itself on live traffic") {
+		t.Errorf("challenger gate: got decision %+v", jc.GateDecision)
+	}
+	if a := aliases(); a["champion"] != 4 || a["challenger"] != 5 {
+		t.Errorf("after a challenger gate: got aliases %v", a)
+	}
 	// No gate: the new version gets no alias.
 	j4 := train(nil, 4)
 	if j4.GateDecision != nil {
 		t.Errorf("no gate: got decision %+v", j4.GateDecision)
 	}
-	if a := aliases(); a["champion"] != 4 || a["challenger"] != 3 {
+	if a := aliases(); a["champion"] != 4 || a["challenger"] != 5 {
 		t.Errorf("without a gate: got aliases %v", a)
 	}
 	if _, _, err := s.Enqueue(ctx, "heart", goodRequest(), EnqueueOptions{Gate: &Gate{Metric: "vibes"}}); pulse.ErrorCode(err) != pulse.EINVALID {

@@ -262,9 +262,12 @@ func (l *Lake) append(ctx context.Context, what string, n int, encode func(b []b
 	if err := l.wal.Append(ctx, e.parts...); err != nil {
 		return fmt.Errorf("lake: append %ss: %w", what, err)
 	}
-	l.m.appended.Add(float64(n))
+	l.m.appended.WithLabelValues(tableOf[what]).Add(float64(n))
 	return nil
 }
+
+// tableOf names the table of each kind of record appended, for the metrics.
+var tableOf = map[string]string{"prediction": "predictions", "outcome": "outcomes", "ingest record": "ingest"}
 
 func (e *encodeBuf) lastEnd() int {
 	if len(e.ends) == 0 {

@@ -198,7 +198,7 @@ func TestRoundTripHeartDisease(t *testing.T) {
 	if err := l.Flush(ctx); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	if got := testutil.ToFloat64(l.m.appended); got != float64(len(recs)) {
+	if got := testutil.ToFloat64(l.m.appended.WithLabelValues("predictions")); got != float64(len(recs)) {
 		t.Errorf("records appended metric: got %v, want %d", got, len(recs))
 	}
 	if got := testutil.ToFloat64(l.m.compacted); got != float64(len(recs)) {

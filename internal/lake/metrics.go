@@ -12,7 +12,7 @@ import (
 type metrics struct {
 	reg               prometheus.Registerer
 	collectors        []prometheus.Collector
-	appended          prometheus.Counter
+	appended          *prometheus.CounterVec
 	compacted         prometheus.Counter
 	objects           prometheus.Counter
 	compactionErrors  prometheus.Counter
@@ -28,8 +28,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	table := prometheus.Labels{"table": "predictions"}
 	m := &metrics{
 		reg: reg,
-		appended: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pulse_lake_records_appended_total", Help: "Records made durable in the lake's WAL.", ConstLabels: table}),
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pulse_lake_records_appended_total", Help: "Records made durable in the lake's WAL, by table."}, []string{"table"}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pulse_lake_records_compacted_total", Help: "Records written to Parquet objects by compaction.", ConstLabels: table}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
