@@ -118,6 +118,7 @@ func (e *Evaluator) Live(ctx context.Context, model string, version int) (*LiveR
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	st = e.state(k) // the state may have been dropped (and made anew) while unlocked
 	r.Live = st.live.Report(now)
 	if st.drift != nil {
 		d := st.drift.Report(now)

@@ -417,6 +417,7 @@ func (e *Evaluator) addRecords(ctx context.Context, batch []observation) {
 			e.mu.Unlock()
 			e.loadDrift(ctx, k, o.at)
 			e.mu.Lock()
+			st = e.state(k) // refresh may have dropped it while unlocked
 		}
 		if o.at.After(st.last) {
 			st.last = o.at

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -761,5 +762,48 @@ func TestRetrainRequest(t *testing.T) {
 	req.Params["trees"] = 1.0
 	if v.Lineage.Params["trees"] != 50.0 {
 		t.Errorf("the request shares the lineage's params")
+	}
+}
+
+// refusingStore refuses to append decisions while refuse is set, like a metadata store that is
+// briefly unreachable.
+type refusingStore struct {
+	Store
+	refuse bool
+}
+
+func (s *refusingStore) AppendDecision(ctx context.Context, d *pulse.Decision) error {
+	if s.refuse {
+		return errors.New("sqlite: append decision: disk I/O error")
+	}
+	return s.Store.AppendDecision(ctx, d)
+}
+
+// TestActionRecordedLater: a rollback carried out while the store refuses its record is
+// recorded as soon as the store takes it again, before anything else is decided.
+func TestActionRecordedLater(t *testing.T) {
+	var rs *refusingStore
+	f := newFixture(t, 2, func(c *Config) { rs = &refusingStore{Store: c.Store}; c.Store = rs })
+	f.alias(pulse.AliasChampion, 2)
+	f.setPolicy(`{"rollback": {"metric": "accuracy", "below": 0.7, "min_labels": 200, "cooldown": "1h"}}`)
+	f.feed(2, 1000, false)
+	f.ev.tick(f.ctx)
+	rs.refuse = true
+	for broken := 0; f.champion() == 2 && broken < 2000; broken += 10 {
+		f.feed(2, 10, true)
+		f.ev.tick(f.ctx)
+	}
+	if f.champion() != 1 {
+		t.Fatalf("champion: got %d, want the rollback to 1", f.champion())
+	}
+	if got := actions(f.trail()); len(got) != 0 {
+		t.Fatalf("while the store refuses: got %s in the trail", describe(got))
+	}
+	f.ev.tick(f.ctx) // still refused: nothing recorded, nothing decided
+	rs.refuse = false
+	f.ev.tick(f.ctx)
+	acts := actions(f.trail())
+	if len(acts) != 1 || acts[0].Rule != "rollback" || acts[0].Version != 1 || acts[0].Champion != 2 {
+		t.Fatalf("after the store is back: got %s, want the rollback to 1", describe(acts))
 	}
 }

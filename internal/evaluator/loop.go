@@ -21,6 +21,15 @@ type modelState struct {
 	lastKind map[monitor.Action]string
 	// lastAction is when each action was last carried out, for the cooldowns.
 	lastAction map[monitor.Action]time.Time
+	// unrecorded are actions carried out whose audit record could not be stored yet: they
+	// are stored again before the model is evaluated again, and until they are the model is
+	// not (the trail is what cooldowns and the previous good version are rebuilt from).
+	unrecorded []unrecorded
+}
+
+type unrecorded struct {
+	d       *pulse.Decision
+	webhook string
 }
 
 // parsedPolicy is a model's current policy, parsed once per version.
@@ -120,6 +129,14 @@ func (e *Evaluator) evaluate(ctx context.Context, model string, champion, challe
 	if err != nil {
 		return err
 	}
+	for len(ms.unrecorded) > 0 {
+		u := ms.unrecorded[0]
+		if !e.record(ctx, u.d, u.webhook) {
+			return nil // the store still refuses: act on nothing until the trail holds it
+		}
+		ms.lastKind[monitor.Action(u.d.Rule)] = kindOf(u.d)
+		ms.unrecorded = ms.unrecorded[1:]
+	}
 	st := monitor.State{Now: now, Champion: champion}
 	e.mu.Lock()
 	if vs := e.versions[vkey{model, champion}]; vs != nil {
@@ -171,8 +188,11 @@ func (e *Evaluator) evaluate(ctx context.Context, model string, champion, challe
 		if rec.Error != "" && kind == ms.lastKind[d.Rule] {
 			continue // the same failure again: it is retried, not recorded again
 		}
-		if e.record(ctx, rec, pol.Webhook) {
+		switch {
+		case e.record(ctx, rec, pol.Webhook):
 			ms.lastKind[d.Rule] = kind
+		case rec.Action != string(monitor.ActionNone) && rec.Error == "":
+			ms.unrecorded = append(ms.unrecorded, unrecorded{rec, pol.Webhook})
 		}
 	}
 	return nil

@@ -341,7 +341,9 @@ func (s *Service) store(ctx context.Context, items []Feedback, checked []item, i
 	if len(outs) == 0 {
 		return nil
 	}
-	if err := s.cfg.Lake.AppendOutcomes(ctx, outs...); err != nil {
+	// Not cancelled with the request: once the records reach the WAL's group commit they may
+	// be written anyway, and "none was kept" must then hold. The fsync is bounded.
+	if err := s.cfg.Lake.AppendOutcomes(context.WithoutCancel(ctx), outs...); err != nil {
 		s.log.ErrorContext(ctx, "outcomes not stored", "err", err, "outcomes", len(outs))
 		return pulse.Errorf(pulse.EUNAVAILABLE, "feedback: the outcomes could not be stored durably, so none was kept; retry")
 	}

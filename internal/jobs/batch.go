@@ -299,7 +299,7 @@ func (w *scoreWorker) Work(ctx context.Context, job *river.Job[ScoreArgs]) error
 		var err error
 		out, err = w.plan(ctx, jl, job)
 		if err != nil {
-			return w.fail(ctx, jl, job, err)
+			return w.fail(ctx, jl, job, err, false)
 		}
 		if err := river.RecordOutput(ctx, out); err != nil {
 			return err
@@ -340,12 +340,13 @@ func (w *scoreWorker) Work(ctx context.Context, job *river.Job[ScoreArgs]) error
 		// are skipped).
 		jl.Warn("shards missing; planning again", "have", len(shards), "want", st.Shards)
 		if _, err := w.plan(ctx, jl, job); err != nil {
-			return w.fail(ctx, jl, job, err)
+			return w.fail(ctx, jl, job, err, false)
 		}
 		return river.JobSnooze(w.svc.cfg.BatchPoll)
 	}
 	if failed != nil {
-		return w.fail(ctx, jl, job, w.shardFailure(ctx, shards, failed))
+		// A failed shard is final (it was refused, or ran out of attempts): so is the job.
+		return w.fail(ctx, jl, job, w.shardFailure(ctx, shards, failed), true)
 	}
 	if finished < st.Shards {
 		if err := river.RecordOutput(ctx, out); err != nil {
@@ -424,16 +425,17 @@ func (w *scoreWorker) plan(ctx context.Context, jl *slog.Logger, job *river.Job[
 	return out, nil
 }
 
-// fail ends the score job: a permanent problem is recorded and the job cancelled (so it is not
-// retried); other errors are retried by River.
-func (w *scoreWorker) fail(ctx context.Context, jl *slog.Logger, job *river.Job[ScoreArgs], err error) error {
+// fail ends the score job: a permanent problem (or any problem when final) is recorded and the
+// job cancelled, with its unfinished shards (so it is not retried); other errors are retried by
+// River.
+func (w *scoreWorker) fail(ctx context.Context, jl *slog.Logger, job *river.Job[ScoreArgs], err error, final bool) error {
 	a := job.Args
 	code := pulse.ErrorCode(err)
-	final := job.Attempt >= job.MaxAttempts || permanent(code)
+	final = final || permanent(code)
 	if n := w.svc.cfg.Notifier; n != nil && ctx.Err() == nil {
-		n.JobFailed(ctx, job.ID, KindScore, job.Attempt, a.Model, final, pulse.ErrorMessage(err))
+		n.JobFailed(ctx, job.ID, KindScore, job.Attempt, a.Model, final || job.Attempt >= job.MaxAttempts, pulse.ErrorMessage(err))
 	}
-	if !permanent(code) {
+	if !final {
 		jl.Error("failed", "attempt", job.Attempt, "err", err)
 		return err
 	}

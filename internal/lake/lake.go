@@ -200,7 +200,10 @@ func (l *Lake) AppendPredictions(ctx context.Context, recs ...Prediction) error 
 	// which may run before this call returns, finds them in the tail index.
 	l.idx.addTailPredictions(recs)
 	err := l.append(ctx, "prediction", len(recs), func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
+		// Refused by the WAL. When ctx ended instead, the records may still be written
+		// (group commit): their tail entries stay, since an orphan entry is harmless and a
+		// missing one would hide a stored record from the join.
 		l.idx.removeTailPredictions(recs)
 	}
 	return err
@@ -216,7 +219,7 @@ func (l *Lake) AppendOutcomes(ctx context.Context, recs ...Outcome) error {
 	}
 	l.idx.addTailOutcomes(recs)
 	err := l.append(ctx, "outcome", len(recs), func(b []byte, i int) []byte { return appendOutcome(b, &recs[i]) })
-	if err != nil {
+	if err != nil && ctx.Err() == nil { // as in AppendPredictions
 		l.idx.removeTailOutcomes(recs)
 	}
 	return err
