@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -128,21 +127,11 @@ func (c *ConsumerConfig) defaults() error {
 // Malformed records go to the topic's dead-letter topic (DLQTopic) with a DeadLetter value;
 // failing handlers are retried with backoff, then dead-lettered. Nothing is skipped silently.
 type Consumer struct {
-	cfg    ConsumerConfig
-	client *kgo.Client
-	m      *metrics
+	lifecycle
+	cfg ConsumerConfig
+	m   *metrics
 	// per-record counters, bound to this consumer's labels once
 	consumed, handled, duplicates prometheus.Counter
-
-	pollCtx    context.Context // canceled by Stop: no new batches
-	stopPoll   context.CancelFunc
-	workCtx    context.Context // canceled when stopping must not wait any longer
-	cancelWork context.CancelFunc
-	done       chan struct{}
-	runErr     error
-
-	mu      sync.Mutex
-	aborted bool // close without committing (tests simulate a crash)
 }
 
 // NewConsumer validates cfg and connects a group client; call Start to consume.
@@ -163,7 +152,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	m := newMetrics(cfg.Registerer)
 	return &Consumer{
-		cfg: cfg, client: client, m: m, done: make(chan struct{}),
+		lifecycle: newLifecycle("consumer "+cfg.Group, client), cfg: cfg, m: m,
 		consumed:   m.consumed.WithLabelValues(cfg.Topic, cfg.Group),
 		handled:    m.handled.WithLabelValues(cfg.Topic, cfg.Group),
 		duplicates: m.duplicates.WithLabelValues(cfg.Topic, cfg.Group),
@@ -172,53 +161,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 
 // Start begins consuming in a goroutine. ctx bounds the whole run: canceling it stops the
 // consumer without waiting for the in-flight handler.
-func (c *Consumer) Start(ctx context.Context) error {
-	if c.pollCtx != nil {
-		return pulse.Errorf(pulse.ECONFLICT, "events: consumer %s started twice", c.cfg.Group)
-	}
-	c.workCtx, c.cancelWork = context.WithCancel(ctx)
-	c.pollCtx, c.stopPoll = context.WithCancel(c.workCtx)
-	go func() {
-		defer close(c.done)
-		c.runErr = c.run()
-	}()
-	return nil
-}
+func (c *Consumer) Start(ctx context.Context) error { return c.start(ctx, c.run) }
 
 // Stop stops gracefully: no new batch is fetched, the in-flight batch is finished (a record
 // still being retried is left for redelivery), its offsets are committed and the consumer
 // leaves the group. When ctx expires first, the in-flight handler's context is canceled.
-func (c *Consumer) Stop(ctx context.Context) error {
-	if c.pollCtx == nil {
-		c.client.Close()
-		return nil
-	}
-	c.stopPoll()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		c.cancelWork()
-		<-c.done
-	}
-	c.cancelWork()
-	return c.runErr
-}
-
-// abort simulates a crash: the in-flight handler's context is canceled and the client is
-// closed without committing anything more.
-func (c *Consumer) abort() {
-	c.mu.Lock()
-	c.aborted = true
-	c.mu.Unlock()
-	c.cancelWork()
-	<-c.done
-}
-
-func (c *Consumer) isAborted() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.aborted
-}
+func (c *Consumer) Stop(ctx context.Context) error { return c.stop(ctx) }
 
 // errStopping means the record was not finished because the consumer is stopping.
 var errStopping = errors.New("events: consumer stopping")

@@ -108,20 +108,11 @@ func (c *ScoreConsumerConfig) defaults() error {
 // answered again (with new prediction ids): delivery is at least once, and clients drop
 // repeated request_ids. No record is skipped silently.
 type ScoreConsumer struct {
-	cfg    ScoreConsumerConfig
-	client *kgo.Client
-	m      *metrics
-	sm     *scoreMetrics
-	log    *slog.Logger
-
-	pollCtx    context.Context // canceled by Stop: no new batches
-	stopPoll   context.CancelFunc
-	workCtx    context.Context // canceled when stopping must not wait any longer
-	cancelWork context.CancelFunc
-	done       chan struct{}
-
-	mu      sync.Mutex
-	aborted bool           // close without committing (tests simulate a crash)
+	lifecycle
+	cfg     ScoreConsumerConfig
+	m       *metrics
+	sm      *scoreMetrics
+	log     *slog.Logger
 	commits sync.WaitGroup // commits in flight
 }
 
@@ -160,66 +151,22 @@ func NewScoreConsumer(cfg ScoreConsumerConfig) (*ScoreConsumer, error) {
 		return nil, fmt.Errorf("events: score consumer %s on %s: %w", cfg.Group, cfg.Requests, err)
 	}
 	return &ScoreConsumer{
-		cfg: cfg, client: client, m: newMetrics(cfg.Registerer), sm: newScoreMetrics(cfg.Registerer),
-		log:  cfg.Logger.With("group", cfg.Group, "topic", cfg.Requests),
-		done: make(chan struct{}),
+		lifecycle: newLifecycle("score consumer "+cfg.Group, client),
+		cfg:       cfg, m: newMetrics(cfg.Registerer), sm: newScoreMetrics(cfg.Registerer),
+		log: cfg.Logger.With("group", cfg.Group, "topic", cfg.Requests),
 	}, nil
 }
 
 // Start begins consuming in a goroutine. ctx bounds the whole run: canceling it stops the
 // consumer without waiting for the batch in flight.
 func (c *ScoreConsumer) Start(ctx context.Context) error {
-	if c.pollCtx != nil {
-		return pulse.Errorf(pulse.ECONFLICT, "events: score consumer %s started twice", c.cfg.Group)
-	}
-	c.workCtx, c.cancelWork = context.WithCancel(ctx)
-	c.pollCtx, c.stopPoll = context.WithCancel(c.workCtx)
-	go func() {
-		defer close(c.done)
-		c.run()
-	}()
-	return nil
+	return c.start(ctx, func() error { c.run(); return nil })
 }
 
 // Stop stops gracefully: no new batch is fetched, the batch in flight is scored, answered and
 // committed (unless its scoring is being retried: it is left for redelivery), and the consumer
 // leaves the group. When ctx expires first, the batch in flight is abandoned uncommitted.
-func (c *ScoreConsumer) Stop(ctx context.Context) error {
-	if c.pollCtx == nil {
-		c.client.Close()
-		return nil
-	}
-	c.stopPoll()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		c.cancelWork()
-		<-c.done
-	}
-	c.cancelWork()
-	return nil
-}
-
-// abort simulates a crash: the batch in flight is abandoned and the client is closed without
-// committing anything more.
-func (c *ScoreConsumer) abort() {
-	c.crash()
-	<-c.done
-}
-
-// crash is abort without waiting, for a test hook that runs inside the consumer.
-func (c *ScoreConsumer) crash() {
-	c.mu.Lock()
-	c.aborted = true
-	c.mu.Unlock()
-	c.cancelWork()
-}
-
-func (c *ScoreConsumer) isAborted() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.aborted
-}
+func (c *ScoreConsumer) Stop(ctx context.Context) error { return c.stop(ctx) }
 
 // allowRebalanceEvery bounds how long a busy consumer keeps rebalances waiting: a batch in
 // flight is finished and rebalances are let through at least this often.
