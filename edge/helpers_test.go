@@ -8,15 +8,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudmedical/pulse/internal/bundle"
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
@@ -37,12 +35,8 @@ var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 
 func load() error {
 	fixture.once.Do(func() {
-		b, err := os.ReadFile(filepath.Join("..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
-		if err != nil {
-			fixture.err = err
-			return
-		}
-		fixture.tab, err = tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
+		var err error
+		fixture.tab, err = mltest.ReadCleveland()
 		if err != nil {
 			fixture.err = err
 			return

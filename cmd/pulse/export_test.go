@@ -14,23 +14,15 @@ import (
 
 	"github.com/cloudmedical/pulse/edge"
 	"github.com/cloudmedical/pulse/internal/bundle"
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/onnx"
-	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
 // TestExportArtifactSQLite exports a logreg artifact as SQLite SQL with the CLI, runs it over
 // a one-row table and compares the probability with Predict.
 func TestExportArtifactSQLite(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab := mltest.Cleveland(t)
 	res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: ml.NoCV})
 	if err != nil {
 		t.Fatal(err)
@@ -107,14 +99,7 @@ func TestExportArtifactSQLite(t *testing.T) {
 // TestExportONNXAndBundleFromArtifact exports an artifact as ONNX and as a bundle signed with a
 // local key, and checks what the CLI refuses.
 func TestExportONNXAndBundleFromArtifact(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab := mltest.Cleveland(t)
 	res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: "gbdt", CVFolds: ml.NoCV})
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/cloudmedical/pulse/internal/batch"
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
-	"github.com/cloudmedical/pulse/internal/tabular"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -22,15 +21,8 @@ import (
 // path and the Cleveland file's.
 func scoreFixture(t *testing.T) (artifact, data string) {
 	t.Helper()
-	data = filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data")
-	b, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
-	if err != nil {
-		t.Fatal(err)
-	}
+	data = mltest.ClevelandPath()
+	tab := mltest.Cleveland(t)
 	res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: "logreg", CVFolds: ml.NoCV})
 	if err != nil {
 		t.Fatal(err)

@@ -23,10 +23,9 @@ import (
 	"time"
 
 	"github.com/cloudmedical/pulse/edge"
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/pulse"
-	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
 var trained struct {
@@ -39,12 +38,7 @@ var trained struct {
 func artifact(t testing.TB) []byte {
 	t.Helper()
 	trained.once.Do(func() {
-		b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data"))
-		if err != nil {
-			trained.err = err
-			return
-		}
-		tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
+		tab, err := mltest.ReadCleveland()
 		if err != nil {
 			trained.err = err
 			return

@@ -17,41 +17,14 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
 // tolerance is what the parity test asserts; the issue asks for 1e-6.
 const tolerance = 1e-9
-
-func clevelandTable(t testing.TB) *tabular.Table {
-	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tab
-}
-
-func trainModels(t testing.TB, tab *tabular.Table) map[string]*ml.Model {
-	t.Helper()
-	models := map[string]*ml.Model{}
-	for _, alg := range []string{"logreg", "gbdt", "ftrl"} {
-		res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: alg, CVFolds: ml.NoCV, Seed: 7})
-		if err != nil {
-			t.Fatalf("train %s: %v", alg, err)
-		}
-		models[alg] = res.Model
-	}
-	return models
-}
 
 // row is one scoring case: a value per model input and Predict's probability.
 type row struct {
@@ -165,9 +138,9 @@ func TestONNXRuntimeMatchesPredict(t *testing.T) {
 	if err != nil {
 		t.Fatalf("python3 is required to run the ONNX files in ONNX Runtime (pip install -r tests/python/requirements.txt): %v", err)
 	}
-	tab := clevelandTable(t)
+	tab := mltest.Cleveland(t)
 	dir := t.TempDir()
-	models := trainModels(t, tab)
+	models := mltest.TrainAll(t, tab)
 	counts := map[string]int{}
 	for name, m := range models {
 		rows := scoringRows(t, m, tab)
@@ -274,7 +247,7 @@ func valueType(t *testing.T, vi []field) (name string, elem uint64, dims []strin
 }
 
 func TestStructure(t *testing.T) {
-	models := trainModels(t, clevelandTable(t))
+	models := mltest.TrainAll(t, mltest.Cleveland(t))
 	wantOps := map[string][]string{
 		"logreg": {"LabelEncoder", "OneHotEncoder", "MatMul", "Sigmoid", "GreaterOrEqual"},
 		"gbdt":   {"TreeEnsemble", "OneHotEncoder", "LabelEncoder", "Sigmoid"},
@@ -452,7 +425,7 @@ func TestEnsembleAdd(t *testing.T) {
 }
 
 func BenchmarkExport(b *testing.B) {
-	models := trainModels(b, clevelandTable(b))
+	models := mltest.TrainAll(b, mltest.Cleveland(b))
 	for _, name := range []string{"logreg", "gbdt", "ftrl"} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -20,8 +20,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite"
 
-	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
@@ -32,33 +32,6 @@ const tolerance = 1e-9
 type row struct {
 	values []ml.Value
 	want   float64
-}
-
-func clevelandTable(t testing.TB) *tabular.Table {
-	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "datasets", "heart-disease", "processed.cleveland.data")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := tabular.ReadCSV(bytes.NewReader(b), tabular.Options{Header: "auto", Columns: example.Columns, Kinds: example.Kinds})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tab
-}
-
-func trainModels(t testing.TB, tab *tabular.Table) map[string]*ml.Model {
-	t.Helper()
-	models := map[string]*ml.Model{}
-	for _, alg := range []string{"logreg", "gbdt", "ftrl"} {
-		res, err := ml.Train(context.Background(), tab, ml.Spec{Target: "num > 0", Algorithm: alg, CVFolds: ml.NoCV, Seed: 7})
-		if err != nil {
-			t.Fatalf("train %s: %v", alg, err)
-		}
-		models[alg] = res.Model
-	}
-	return models
 }
 
 // scoringRows returns the Cleveland rows as model values, plus rows with every value
@@ -151,8 +124,8 @@ func compare(t *testing.T, rows []row, got []float64) {
 }
 
 func TestSQLiteMatchesPredict(t *testing.T) {
-	tab := clevelandTable(t)
-	models := trainModels(t, tab)
+	tab := mltest.Cleveland(t)
+	models := mltest.TrainAll(t, tab)
 	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "score.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -296,8 +269,8 @@ func scoreIn(t *testing.T, db database, d Dialect, m *ml.Model, rows []row, tabl
 }
 
 func TestPostgresMatchesPredict(t *testing.T) {
-	tab := clevelandTable(t)
-	models := trainModels(t, tab)
+	tab := mltest.Cleveland(t)
+	models := mltest.TrainAll(t, tab)
 	conn := newPostgres(t)
 	for alg, m := range models {
 		rows := scoringRows(t, m, tab)
@@ -405,8 +378,8 @@ func TestDuckDBFixtures(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	tab := clevelandTable(t)
-	for alg, m := range trainModels(t, tab) {
+	tab := mltest.Cleveland(t)
+	for alg, m := range mltest.TrainAll(t, tab) {
 		view, err := View(m, DuckDB, "heart", "heart_"+alg)
 		if err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/ml/mltest"
 	"github.com/cloudmedical/pulse/internal/pulse"
 )
 
@@ -68,7 +69,7 @@ func TestQuoting(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	logreg := trainModels(t, clevelandTable(t))["logreg"]
+	logreg := mltest.TrainAll(t, mltest.Cleveland(t))["logreg"]
 	tests := []struct {
 		name        string
 		m           *ml.Model
@@ -91,7 +92,7 @@ func TestRejects(t *testing.T) {
 }
 
 func TestViewShape(t *testing.T) {
-	m := trainModels(t, clevelandTable(t))["logreg"]
+	m := mltest.TrainAll(t, mltest.Cleveland(t))["logreg"]
 	s, err := View(m, Postgres, "clinic.patients", "clinic.scored")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +105,7 @@ func TestViewShape(t *testing.T) {
 }
 
 func BenchmarkExpressionGBDT(b *testing.B) {
-	m := trainModels(b, clevelandTable(b))["gbdt"]
+	m := mltest.TrainAll(b, mltest.Cleveland(b))["gbdt"]
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Expression(m, Postgres); err != nil {
