@@ -269,46 +269,53 @@ func asciiSpace(c byte) bool {
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
 	1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// parseFloat reads a number exactly as strconv.ParseFloat(s, 64) does. Plain decimals of at
-// most 19 characters whose digits make at most 2^53 take a fast path: both the mantissa and
-// the power of ten (at most 10^18) are exact float64s, so one IEEE division gives the correctly
-// rounded result, the same bits as strconv's. Anything else goes to strconv.
+// parseFloat reads a number exactly as strconv.ParseFloat(s, 64) does: plain decimals take
+// scanDecimal's fast path, anything else goes to strconv.
 func parseFloat(b []byte) (float64, error) {
-	n := len(b)
-	if n == 0 || n > 19 {
-		return strconv.ParseFloat(unsafeString(b), 64)
+	if f, end, ok := scanDecimal(b, 0); ok && end == len(b) {
+		return f, nil
 	}
-	i, neg := 0, false
-	if b[0] == '-' || b[0] == '+' {
-		neg, i = b[0] == '-', 1
+	return strconv.ParseFloat(unsafeString(b), 64)
+}
+
+// scanDecimal reads the longest run of the form [+-]digits[.digits] at data[i:] and returns
+// its value and end. ok is false when the run is not a number the fast path reads exactly: no
+// digit, more than 19 characters, or digits that make more than 2^53. Otherwise both the
+// mantissa and the power of ten (at most 10^18) are exact float64s, so one IEEE division gives
+// the correctly rounded result, the same bits as strconv.ParseFloat's for data[i:end].
+func scanDecimal(data []byte, i int) (f float64, end int, ok bool) {
+	n, j, neg := len(data), i, false
+	if j < n && (data[j] == '-' || data[j] == '+') {
+		neg = data[j] == '-'
+		j++
 	}
-	start, dot := i, -1
+	start, dot := j, -1
 	var mant uint64
-	for ; i < n; i++ {
-		if d := b[i] - '0'; d <= 9 {
+	for ; j < n; j++ {
+		if d := data[j] - '0'; d <= 9 {
 			mant = mant*10 + uint64(d)
-		} else if b[i] == '.' && dot < 0 {
-			dot = i
+		} else if data[j] == '.' && dot < 0 {
+			dot = j
 		} else {
-			return strconv.ParseFloat(unsafeString(b), 64)
+			break
 		}
 	}
-	digits, frac := n-start, 0
+	digits, frac := j-start, 0
 	if dot >= 0 {
 		digits--
-		frac = n - dot - 1
+		frac = j - dot - 1
 	}
-	if digits == 0 || mant > 1<<53 {
-		return strconv.ParseFloat(unsafeString(b), 64)
+	if digits == 0 || j-i > 19 || mant > 1<<53 {
+		return 0, j, false
 	}
-	f := float64(mant)
+	f = float64(mant)
 	if frac > 0 {
 		f /= pow10[frac]
 	}
 	if neg {
 		f = -f
 	}
-	return f, nil
+	return f, j, true
 }
 
 // catEntry is a raw category text seen in a column, with its canonical form and whether the
@@ -317,6 +324,7 @@ type catEntry struct {
 	raw   string
 	canon string
 	known bool
+	term  float64 // a logistic regression's term for the category (0 when unknown)
 }
 
 // catCache maps the raw texts of one categorical or binary column to their canonical form, so
@@ -326,6 +334,7 @@ type catEntry struct {
 // canonicalised each time.
 type catCache struct {
 	col     *pulse.Column
+	lin     *ml.LinearInput // a logistic regression's terms for the input, or nil
 	slots   [64]catSlot
 	entries []catEntry
 	index   map[string]int
@@ -389,6 +398,9 @@ func (c *catCache) find(b []byte) (*catEntry, int) {
 	if i, found := slices.BinarySearch(c.col.Categories, e.canon); found {
 		// The model's own string: Predict's comparison with it then starts equal pointers.
 		e.canon, e.known = c.col.Categories[i], true
+		if c.lin != nil {
+			e.term = c.lin.Terms[i]
+		}
 	}
 	if len(c.entries) >= catCacheMax {
 		return &e, -1
@@ -438,9 +450,13 @@ type worker struct {
 	markerStart [256]bool // first bytes of the missing markers
 	values      []ml.Value
 	scratch     []float64
-	cats        []catCache // per input
-	texts       [][]byte   // per column: the field's text (quoted records, Parquet)
-	unknown     []int      // inputs with an unknown category in the current row
+	// lin, for a logistic regression, has the terms the row's cells resolve to (terms, per
+	// input); the score is their sum, without encoding the row (see ml.Linear).
+	lin     *ml.Linear
+	terms   []float64
+	cats    []catCache // per input
+	texts   [][]byte   // per column: the field's text (quoted records, Parquet)
+	unknown []int      // inputs with an unknown category in the current row
 
 	// the current row's first problem
 	errCol    int
@@ -456,8 +472,14 @@ func newWorker(o *options, l *layout, pw *parquet.Writer) *worker {
 		cats:    make([]catCache, len(l.inputs)),
 		texts:   make([][]byte, len(l.names)),
 	}
+	if lin, ok := o.Model.Linear(); ok {
+		wk.lin, wk.terms = lin, make([]float64, len(l.inputs))
+	}
 	for i := range wk.cats {
 		wk.cats[i].col = &l.inputs[i]
+		if wk.lin != nil {
+			wk.cats[i].lin = &wk.lin.Inputs[i]
+		}
 	}
 	wk.cols = make([]colSpec, len(l.names))
 	for j := range wk.cols {
@@ -538,6 +560,19 @@ func (wk *worker) processPlain(c *chunk) {
 		col := 0
 		for {
 			fs := i
+			if col < ncols && cols[col].kind == kindNumeric {
+				// Most numeric cells are plain decimals: read while found.
+				if f, end, ok := scanDecimal(data, i); ok && (end == n || data[end] == delim || data[end] == '\n') {
+					wk.number(cols[col].input, f)
+					i = end
+					col++
+					if i >= n || data[i] == '\n' {
+						break
+					}
+					i++
+					continue
+				}
+			}
 			for i < n && data[i] != delim && data[i] != '\n' {
 				i++
 			}
@@ -630,6 +665,9 @@ func (wk *worker) field(col int, b []byte) {
 	v := &wk.values[cs.input]
 	if len(b) == 0 || wk.markerStart[b[0]] && wk.isMissing(b) {
 		v.Present = false
+		if wk.lin != nil {
+			wk.terms[cs.input] = wk.lin.Inputs[cs.input].Missing
+		}
 		return
 	}
 	if cs.kind == kindNumeric {
@@ -638,7 +676,7 @@ func (wk *worker) field(col int, b []byte) {
 			wk.numberError(col, b, err)
 			return
 		}
-		v.Num, v.Present = f, true
+		wk.number(cs.input, f)
 		return
 	}
 	e := cs.cache.lookup(b)
@@ -650,6 +688,18 @@ func (wk *worker) field(col int, b []byte) {
 		wk.unknown = append(wk.unknown, cs.input)
 	}
 	v.Str, v.Present = e.canon, true
+	if wk.lin != nil {
+		wk.terms[cs.input] = e.term
+	}
+}
+
+// number sets a numeric input to the finite number f.
+func (wk *worker) number(input int, f float64) {
+	v := &wk.values[input]
+	v.Num, v.Present = f, true
+	if wk.lin != nil {
+		wk.terms[input] = wk.lin.Inputs[input].Slope * f
+	}
 }
 
 // numberError records a numeric cell that is not a finite number.
@@ -700,7 +750,16 @@ func (wk *worker) bad(c *chunk, rec []byte) bool {
 
 // score scores the current row and counts it.
 func (wk *worker) score(c *chunk) float64 {
-	p, _ := wk.m.Predict(wk.values, wk.scratch)
+	var p float64
+	if wk.lin != nil {
+		s := wk.lin.Bias
+		for _, t := range wk.terms {
+			s += t
+		}
+		p = ml.Sigmoid(s)
+	} else {
+		p, _ = wk.m.Predict(wk.values, wk.scratch)
+	}
 	c.scored++
 	if p >= wk.thr {
 		c.positive++
