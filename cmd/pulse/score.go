@@ -38,6 +38,7 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	missing := fs.String("missing", "", `comma-separated missing-value markers (default "", "?", "NA")`)
 	delimiter := fs.String("delimiter", ",", "the character that separates cells (the output uses it too)")
 	chunk := fs.Int("chunk-bytes", 0, "bytes handed to a worker at a time (default 4 MiB)")
+	direct := fs.Bool("direct-io", true, "write an output file past the page cache (O_DIRECT, Linux) where the file system allows it; false writes through the page cache")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -119,7 +120,7 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		opts.Progress = bar.draw
 	}
 
-	out, err := createOutput(*output, stdout)
+	out, err := createOutput(*output, stdout, *direct)
 	if err != nil {
 		return fmt.Errorf("score: %w", err)
 	}
@@ -166,27 +167,35 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // written directly; or a temporary file beside the output file that replaces it only when the
 // run succeeds.
 type scoredOutput struct {
-	*bufio.Writer
+	flushWriter
 	file *os.File // nil for stdout
 	path string   // the final name of a temporary file; "" when written directly
 }
 
-func createOutput(path string, stdout io.Writer) (*scoredOutput, error) {
+// flushWriter is a buffered writer.
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
+// createOutput opens the output; direct asks for a regular file's writes to bypass the page
+// cache (directWriter).
+func createOutput(path string, stdout io.Writer, direct bool) (*scoredOutput, error) {
 	if path == "-" {
-		return &scoredOutput{Writer: bufio.NewWriterSize(stdout, 1<<20)}, nil
+		return &scoredOutput{flushWriter: bufio.NewWriterSize(stdout, 1<<20)}, nil
 	}
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, err
 		}
-		return &scoredOutput{Writer: bufio.NewWriterSize(f, 1<<20), file: f}, nil
+		return &scoredOutput{flushWriter: bufio.NewWriterSize(f, 1<<20), file: f}, nil
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return nil, err
 	}
-	return &scoredOutput{Writer: bufio.NewWriterSize(f, 1<<20), file: f, path: path}, nil
+	return &scoredOutput{flushWriter: newDirectWriter(f, direct), file: f, path: path}, nil
 }
 
 // commit flushes the rows and, for a temporary file, moves it into place.

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestDirectWriter: whatever the sizes of the writes, the file holds exactly the bytes
+// written, with O_DIRECT or without, and when the file system refuses the direct writes
+// (misaligned memory here) the writer goes on through the page cache.
+func TestDirectWriter(t *testing.T) {
+	want := make([]byte, 2*directBuffer+directAlign+123)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range want {
+		want[i] = byte(r.IntN(256))
+	}
+	for _, tc := range []struct {
+		name     string
+		direct   bool
+		misalign bool
+	}{{"direct", true, false}, {"buffered", false, false}, {"refused", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newDirectWriter(f, tc.direct)
+			if !tc.direct && w.direct {
+				t.Fatalf("direct is on, want off")
+			}
+			t.Logf("O_DIRECT on: %v", w.direct)
+			if tc.misalign {
+				w.buf = w.buf[1:1:directBuffer]
+			}
+			for p := want; len(p) > 0; {
+				n := min(len(p), 1+r.IntN(3*directBuffer/2))
+				if k, err := w.Write(p[:n]); err != nil || k != n {
+					t.Fatalf("write %d bytes: got %d, %v", n, k, err)
+				}
+				p = p[n:]
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the file has %d bytes, want the %d written", len(got), len(want))
+			}
+			if tc.misalign && w.direct {
+				t.Errorf("O_DIRECT still on after misaligned writes")
+			}
+		})
+	}
+}
