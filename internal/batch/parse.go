@@ -773,7 +773,7 @@ func (wk *worker) score(c *chunk) float64 {
 // appendScore appends the three output columns and the line ending.
 func (wk *worker) appendScore(out []byte, p float64) []byte {
 	out = append(out, wk.delim)
-	out = strconv.AppendFloat(out, p, 'g', -1, 64)
+	out = appendProbability(out, p)
 	out = append(out, wk.delim)
 	if p >= wk.thr {
 		out = append(out, '1')
