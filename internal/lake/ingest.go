@@ -73,14 +73,14 @@ type ingestRow struct {
 // ingestPrefix is the key prefix of the ingest table.
 const ingestPrefix = "ingest/"
 
-func decodeIngest(p []byte) (partition, ingestRow, error) {
+func decodeIngest(p []byte, dates *dateCache) (partition, ingestRow, error) {
 	if len(p) < 2 || p[0] != tagIngest {
 		return partition{}, ingestRow{}, fmt.Errorf("not an ingest record")
 	}
 	if p[1] != ingestVersion {
 		return partition{}, ingestRow{}, fmt.Errorf("ingest encoding version %d, want %d", p[1], ingestVersion)
 	}
-	d := decoder{b: p[2:]}
+	d := newDecoder(p[2:])
 	var r ingestRow
 	part := partition{table: tagIngest}
 	r.EventID = d.string()
@@ -97,6 +97,6 @@ func decodeIngest(p []byte) (partition, ingestRow, error) {
 	if d.err != nil {
 		return partition{}, ingestRow{}, fmt.Errorf("bad ingest record: %w", d.err)
 	}
-	part.date = r.ReceivedAt.Format(time.DateOnly)
+	part.date = dates.of(r.ReceivedAt)
 	return part, r, nil
 }

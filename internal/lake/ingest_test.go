@@ -107,7 +107,7 @@ func TestIngestTable(t *testing.T) {
 func TestIngestEncodingAndValidation(t *testing.T) {
 	r := ingestRecords(1, "d", time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC))[0]
 	enc := appendIngest(nil, &r)
-	part, row, err := decodeIngest(enc)
+	part, row, err := decodeIngest(enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +115,13 @@ func TestIngestEncodingAndValidation(t *testing.T) {
 		t.Errorf("round trip: got %+v %+v, want %+v", part, row, r)
 	}
 	for n := range len(enc) {
-		if _, _, err := decodeIngest(enc[:n]); err == nil {
+		if _, _, err := decodeIngest(enc[:n], nil); err == nil {
 			t.Errorf("prefix of %d bytes decoded", n)
 		}
 	}
 	bad := slices.Clone(enc)
 	bad[1] = 9
-	if _, _, err := decodeIngest(bad); err == nil || !strings.Contains(err.Error(), "version 9") {
+	if _, _, err := decodeIngest(bad, nil); err == nil || !strings.Contains(err.Error(), "version 9") {
 		t.Errorf("unknown version: got %v", err)
 	}
 	e := newEnv(t)

@@ -64,33 +64,40 @@ func parseID(s string) (idKey, bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return idKey{}, false
 	}
-	var k idKey
-	n := 0
-	for i := 0; i < 36; i++ {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			continue
-		}
-		c := s[i]
-		var v uint64
-		switch {
-		case '0' <= c && c <= '9':
-			v = uint64(c - '0')
-		case 'a' <= c && c <= 'f':
-			v = uint64(c-'a') + 10
-		case 'A' <= c && c <= 'F':
-			v = uint64(c-'A') + 10
-		default:
-			return idKey{}, false
-		}
-		if n < 16 {
-			k.hi = k.hi<<4 | v
-		} else {
-			k.lo = k.lo<<4 | v
-		}
-		n++
-	}
-	return k, true
+	hi, ok1 := parseHex(s[0:8], s[9:13], s[14:18])
+	lo, ok2 := parseHex(s[19:23], s[24:36], "")
+	return idKey{hi, lo}, ok1 && ok2
 }
+
+// parseHex returns the value of the hexadecimal digits of a, b and c, in this order (16 in
+// all); false when one is not a hexadecimal digit.
+func parseHex(a, b, c string) (uint64, bool) {
+	var v uint64
+	var bad byte
+	for _, s := range [3]string{a, b, c} {
+		for i := 0; i < len(s); i++ {
+			d := hexValue[s[i]]
+			bad |= d
+			v = v<<4 | uint64(d&0xf)
+		}
+	}
+	return v, bad&0x80 == 0
+}
+
+// hexValue maps a hexadecimal digit to its value and every other byte to 0x80.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x80
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()
 
 func (k idKey) version() int     { return int(k.hi>>12) & 0xf }
 func (k idKey) unixMilli() int64 { return int64(k.hi >> 16) }
@@ -177,11 +184,67 @@ type joinIndex struct {
 
 const tailShards = 32
 
-// tailShard holds the records of the WAL's tail whose ids fall in it.
+// tailShard holds the records of the WAL's tail whose ids fall in it. Most ids have one
+// prediction, kept in preds without an allocation of its own; the others (a shadow prediction
+// shares the served one's id) are in more.
 type tailShard struct {
 	mu    sync.Mutex
-	preds map[idKey][]tailPrediction
-	outs  map[idKey]int // outcome rows per id
+	preds map[idKey]tailPrediction   // the first prediction of each id
+	more  map[idKey][]tailPrediction // the further predictions of an id, if any
+	outs  map[idKey]int              // outcome rows per id
+}
+
+// add adds a prediction. Called with mu held.
+func (sh *tailShard) add(k idKey, t tailPrediction) {
+	if _, ok := sh.preds[k]; !ok {
+		sh.preds[k] = t
+		return
+	}
+	sh.more[k] = append(sh.more[k], t)
+}
+
+// each calls fn with every prediction of k. Called with mu held.
+func (sh *tailShard) each(k idKey, fn func(tailPrediction)) {
+	t, ok := sh.preds[k]
+	if !ok {
+		return
+	}
+	fn(t)
+	for _, t := range sh.more[k] {
+		fn(t)
+	}
+}
+
+// is reports whether t is the prediction of this model, version and shadow flag.
+func (t *tailPrediction) is(model string, version int32, shadow bool) bool {
+	return t.model == model && t.e.version == version && t.e.shadow == shadow
+}
+
+// drop removes one prediction of k of this identity. Called with mu held.
+func (sh *tailShard) drop(k idKey, model string, version int32, shadow bool) {
+	t, ok := sh.preds[k]
+	if !ok {
+		return
+	}
+	more := sh.more[k]
+	if t.is(model, version, shadow) {
+		if len(more) == 0 {
+			delete(sh.preds, k)
+			return
+		}
+		sh.preds[k], more = more[0], more[1:]
+	} else {
+		i := slices.IndexFunc(more, func(t tailPrediction) bool { return t.is(model, version, shadow) })
+		if i < 0 {
+			return
+		}
+		more = slices.Delete(more, i, i+1)
+	}
+	if len(more) == 0 {
+		delete(sh.more, k)
+	} else {
+		sh.more[k] = more
+	}
 }
 
 func (x *joinIndex) shard(k idKey) *tailShard { return &x.tail[k.lo%tailShards] }
@@ -228,7 +291,7 @@ func newJoinIndex(store *blobstore.Store, m *metrics, cacheBytes int64) *joinInd
 		cache: rgCache{max: cacheBytes, items: map[rgKey]*list.Element{}, lru: list.New()},
 	}
 	for i := range x.tail {
-		x.tail[i] = tailShard{preds: map[idKey][]tailPrediction{}, outs: map[idKey]int{}}
+		x.tail[i] = tailShard{preds: map[idKey]tailPrediction{}, more: map[idKey][]tailPrediction{}, outs: map[idKey]int{}}
 	}
 	return x
 }
@@ -242,11 +305,12 @@ func (x *joinIndex) addTailPredictions(recs []Prediction) {
 			continue // not a UUID: no feedback can name it
 		}
 		sh := x.shard(k)
-		sh.mu.Lock()
-		sh.preds[k] = append(sh.preds[k], tailPrediction{model: p.Model, e: predEntry{
+		t := tailPrediction{model: p.Model, e: predEntry{
 			key: k, scored: p.ScoredAt.UnixMicro(), prob: p.Probability, thr: p.Threshold,
 			version: int32(p.Version), label: int8(p.Label), shadow: p.Shadow, alias: p.Alias,
-		}})
+		}}
+		sh.mu.Lock()
+		sh.add(k, t)
 		sh.mu.Unlock()
 	}
 }
@@ -256,18 +320,7 @@ func (x *joinIndex) dropPrediction(k idKey, model string, version int32, shadow 
 	sh := x.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	entries := sh.preds[k]
-	for i, t := range entries {
-		if t.model == model && t.e.version == version && t.e.shadow == shadow {
-			entries = slices.Delete(entries, i, i+1)
-			break
-		}
-	}
-	if len(entries) == 0 {
-		delete(sh.preds, k)
-	} else {
-		sh.preds[k] = entries
-	}
+	sh.drop(k, model, version, shadow)
 }
 
 func (x *joinIndex) removeTailPredictions(recs []Prediction) {
@@ -355,7 +408,8 @@ func (x *joinIndex) addFile(part partition, seq uint64) {
 		return
 	}
 	key := part.key(seq)
-	d.files[key] = &fileMeta{key: key, model: part.name} // replaces a re-compacted object's stale footer
+	// A copy of the model: part.name shares the memory of a whole decoded record.
+	d.files[key] = &fileMeta{key: key, model: strings.Clone(part.name)} // replaces a re-compacted object's stale footer
 }
 
 // list lists the objects of one table on one date, across models.
@@ -526,9 +580,9 @@ func (l *Lake) FindPredictions(ctx context.Context, ids []string) ([]Match, erro
 	for _, q := range all {
 		sh := x.shard(q.key)
 		sh.mu.Lock()
-		for _, t := range sh.preds[q.key] {
+		sh.each(q.key, func(t tailPrediction) {
 			out = append(out, Match{Index: q.i, StoredPrediction: t.e.stored(t.model)})
-		}
+		})
 		sh.mu.Unlock()
 	}
 	files, err := x.files(ctx, tagPrediction, byDate)

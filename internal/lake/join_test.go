@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -320,7 +322,7 @@ func TestPredictionEncodingV1(t *testing.T) {
 	p := joinRecord(time.Now(), 5, "heart", 2, false)
 	v2 := appendPrediction(nil, &p)
 	// Version 1 is version 2 without the shadow byte, which follows the alias.
-	d := decoder{b: v2[2:]}
+	d := newDecoder(v2[2:])
 	d.string() // id
 	d.varint() // scored_at
 	d.string() // model
@@ -329,7 +331,7 @@ func TestPredictionEncodingV1(t *testing.T) {
 	at := len(v2) - len(d.b)
 	v1 := slices.Concat(v2[:at], v2[at+1:])
 	v1[1] = predictionVersionV1
-	_, row, err := decodePrediction(v1)
+	_, row, err := decodePrediction(v1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +339,7 @@ func TestPredictionEncodingV1(t *testing.T) {
 		t.Errorf("version 1 record: got %+v, want %+v without shadow", row, p)
 	}
 	p.Shadow = true
-	_, row, err = decodePrediction(appendPrediction(nil, &p))
+	_, row, err = decodePrediction(appendPrediction(nil, &p), nil)
 	if err != nil || !row.Shadow {
 		t.Errorf("version 2 record with shadow: got %+v, %v; want shadow", row, err)
 	}
@@ -420,4 +422,53 @@ func BenchmarkFindPredictions(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "ids/s")
 	})
+}
+
+// TestParseID checks parseID against the UUID's bytes, in both cases, and refuses a text with
+// a bad byte at any position.
+func TestParseID(t *testing.T) {
+	for range 100 {
+		u := uuid.New()
+		want := idKey{binary.BigEndian.Uint64(u[:8]), binary.BigEndian.Uint64(u[8:])}
+		for _, s := range []string{u.String(), strings.ToUpper(u.String())} {
+			if got, ok := parseID(s); !ok || got != want {
+				t.Fatalf("parseID(%q): got %x, %v; want %x", s, got, ok, want)
+			}
+			for i := range s {
+				for _, c := range []byte{'g', 'G', '-', ' ', 0, 0xff, '/', ':', '@', '`'} {
+					if c == s[i] {
+						continue
+					}
+					b := []byte(s)
+					b[i] = c
+					if _, ok := parseID(string(b)); ok {
+						t.Fatalf("parseID(%q): got ok, want a refusal", b)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkTailIndex adds a prediction to the WAL tail index and drops the one added 100,000
+// before, as appends and compactions do at steady state.
+func BenchmarkTailIndex(b *testing.B) {
+	x := newJoinIndex(nil, nil, DefaultJoinCacheBytes)
+	const window = 100_000
+	now := time.Now()
+	recs := make([]Prediction, 4*window)
+	keys := make([]idKey, len(recs))
+	for i := range recs {
+		recs[i] = joinRecord(now, uint64(i), "heart", 1, false)
+		keys[i], _ = parseID(recs[i].PredictionID)
+	}
+	x.addTailPredictions(recs[:window])
+	b.ReportAllocs()
+	i := window
+	for b.Loop() {
+		x.addTailPredictions(recs[i%len(recs) : i%len(recs)+1])
+		old := &recs[(i-window)%len(recs)]
+		x.dropPrediction(keys[(i-window)%len(recs)], old.Model, int32(old.Version), old.Shadow)
+		i++
+	}
 }

@@ -112,6 +112,9 @@ type Lake struct {
 	m     *metrics
 	pool  sync.Pool // *encodeBuf
 	idx   *joinIndex
+	// codec compresses the Parquet pages; shared by the compactions so that its encoders
+	// (and their buffers) are reused.
+	codec *zstd.Codec
 
 	// closeMu is held for reading by every append and for writing by Close, so that Close
 	// waits for appends in flight and later ones see closed.
@@ -119,9 +122,13 @@ type Lake struct {
 	closed  bool
 
 	compactMu sync.Mutex // one compaction at a time
-	kick      chan struct{}
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when the compactor returns
+	// lastPredictions is the number of predictions in the last segment compacted: the room
+	// the next one's rows start with. Guarded by compactMu.
+	lastPredictions int
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the compactor returns
 }
 
 // encodeBuf holds the WAL encoding of one AppendPredictions call.
@@ -145,6 +152,9 @@ func Open(ctx context.Context, cfg Config) (*Lake, error) {
 		kick:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		pool:  sync.Pool{New: func() any { return new(encodeBuf) }},
+		// The fastest zstd level: on predictions (JSON features and responses) it compresses
+		// as well as the default level, with about a fifth less CPU.
+		codec: &zstd.Codec{Level: zstd.SpeedFastest},
 	}
 	for _, prefix := range []string{predictionsPrefix, ingestPrefix, outcomesPrefix} {
 		n, err := l.store.SweepTemp(ctx, prefix)
@@ -199,7 +209,11 @@ func (l *Lake) AppendPredictions(ctx context.Context, recs ...Prediction) error 
 	// Indexed before the WAL append, so that the compaction of the segment that holds them,
 	// which may run before this call returns, finds them in the tail index.
 	l.idx.addTailPredictions(recs)
-	err := l.append(ctx, "prediction", len(recs), func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
+	size := 0
+	for i := range recs {
+		size += len(recs[i].Features) + len(recs[i].Response) + len(recs[i].PredictionID) + len(recs[i].Model) + len(recs[i].Alias) + len(recs[i].RequestID) + 64
+	}
+	err := l.append(ctx, "prediction", len(recs), size, func(b []byte, i int) []byte { return appendPrediction(b, &recs[i]) })
 	if err != nil && ctx.Err() == nil {
 		// Refused by the WAL. When ctx ended instead, the records may still be written
 		// (group commit): their tail entries stay, since an orphan entry is harmless and a
@@ -218,7 +232,7 @@ func (l *Lake) AppendOutcomes(ctx context.Context, recs ...Outcome) error {
 		}
 	}
 	l.idx.addTailOutcomes(recs)
-	err := l.append(ctx, "outcome", len(recs), func(b []byte, i int) []byte { return appendOutcome(b, &recs[i]) })
+	err := l.append(ctx, "outcome", len(recs), 0, func(b []byte, i int) []byte { return appendOutcome(b, &recs[i]) })
 	if err != nil && ctx.Err() == nil { // as in AppendPredictions
 		l.idx.removeTailOutcomes(recs)
 	}
@@ -233,17 +247,18 @@ func (l *Lake) AppendIngest(ctx context.Context, recs ...IngestRecord) error {
 			return err
 		}
 	}
-	return l.append(ctx, "ingest record", len(recs), func(b []byte, i int) []byte { return appendIngest(b, &recs[i]) })
+	return l.append(ctx, "ingest record", len(recs), 0, func(b []byte, i int) []byte { return appendIngest(b, &recs[i]) })
 }
 
-// append encodes n records with encode and appends them to the WAL as one group commit.
-func (l *Lake) append(ctx context.Context, what string, n int, encode func(b []byte, i int) []byte) error {
+// append encodes n records with encode and appends them to the WAL as one group commit. size,
+// when not 0, is about the bytes of their encoding, to allocate them at once.
+func (l *Lake) append(ctx context.Context, what string, n, size int, encode func(b []byte, i int) []byte) error {
 	if n == 0 {
 		return nil
 	}
 	e := l.pool.Get().(*encodeBuf)
 	defer l.pool.Put(e)
-	e.buf, e.ends, e.parts = e.buf[:0], e.ends[:0], e.parts[:0]
+	e.buf, e.ends, e.parts = slices.Grow(e.buf[:0], size), e.ends[:0], e.parts[:0]
 	for i := range n {
 		e.buf = encode(e.buf, i)
 		if size := len(e.buf) - e.lastEnd(); size > wal.MaxPayloadBytes {
@@ -385,25 +400,42 @@ func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 	ingest := map[partition][]ingestRow{}
 	outcomes := map[partition][]outcomeRow{}
 	records := 0
+	var dates dateCache
+	// The rows of the partition of the last prediction, out of the map while it lasts: a
+	// segment's predictions are mostly of one partition. The first slice has the room of the
+	// last segment's predictions.
+	var part partition
+	var rows []predictionRow
+	roomFor := l.lastPredictions
 	for p, err := range l.wal.Payloads(seq) {
 		if err != nil {
 			return fmt.Errorf("lake: compact segment %d: %w", seq, err)
 		}
 		switch p[0] {
 		case tagPrediction:
-			part, row, err := decodePrediction(p)
+			next, row, err := decodePrediction(p, &dates)
 			if err != nil {
 				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
 			}
-			predictions[part] = append(predictions[part], row)
+			if rows == nil || next != part {
+				if rows != nil {
+					predictions[part] = rows
+				}
+				part, rows = next, predictions[next]
+				if rows == nil {
+					rows = make([]predictionRow, 0, max(roomFor, 1))
+					roomFor = 0
+				}
+			}
+			rows = append(rows, row)
 		case tagIngest:
-			part, row, err := decodeIngest(p)
+			part, row, err := decodeIngest(p, &dates)
 			if err != nil {
 				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
 			}
 			ingest[part] = append(ingest[part], row)
 		case tagOutcome:
-			part, row, err := decodeOutcome(p)
+			part, row, err := decodeOutcome(p, &dates)
 			if err != nil {
 				return fmt.Errorf("lake: compact segment %d, record %d: %w", seq, records, err)
 			}
@@ -412,6 +444,13 @@ func (l *Lake) compactSegment(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("lake: compact segment %d, record %d: unknown table tag %d (written by a newer Pulse?)", seq, records, p[0])
 		}
 		records++
+	}
+	if rows != nil {
+		predictions[part] = rows
+	}
+	l.lastPredictions = 0
+	for _, rows := range predictions {
+		l.lastPredictions += len(rows)
 	}
 	// Sorted by id for the join (deterministically: compacting the segment again writes the
 	// same objects).
@@ -475,7 +514,7 @@ func writeParquet[T any](ctx context.Context, l *Lake, key string, rows []T) err
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	pw := parquet.NewGenericWriter[T](bw,
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.Compression(l.codec),
 		parquet.DataPageVersion(1),
 		parquet.MaxRowsPerRowGroup(joinRowGroupRows),
 	)

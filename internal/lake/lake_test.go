@@ -570,7 +570,7 @@ func TestConcurrentAppendsWhileCompacting(t *testing.T) {
 func TestEncodingRoundTripAndTruncation(t *testing.T) {
 	p := heartRecords(t)[5]
 	enc := appendPrediction(nil, &p)
-	part, row, err := decodePrediction(enc)
+	part, row, err := decodePrediction(enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,16 +580,16 @@ func TestEncodingRoundTripAndTruncation(t *testing.T) {
 	}
 	// Every proper prefix, and any trailing byte, is rejected rather than decoded.
 	for n := range len(enc) {
-		if _, _, err := decodePrediction(enc[:n]); err == nil {
+		if _, _, err := decodePrediction(enc[:n], nil); err == nil {
 			t.Errorf("prefix of %d of %d bytes: got nil error, want one", n, len(enc))
 		}
 	}
-	if _, _, err := decodePrediction(append(enc, 0)); err == nil {
+	if _, _, err := decodePrediction(append(enc, 0), nil); err == nil {
 		t.Error("trailing byte: got nil error, want one")
 	}
 	bad := slices.Clone(enc)
 	bad[1] = 99
-	if _, _, err := decodePrediction(bad); err == nil || !strings.Contains(err.Error(), "version 99") {
+	if _, _, err := decodePrediction(bad, nil); err == nil || !strings.Contains(err.Error(), "version 99") {
 		t.Errorf("unknown version: got %v, want an error naming version 99", err)
 	}
 }
@@ -665,29 +665,45 @@ func BenchmarkAppendPredictions(b *testing.B) {
 	}
 }
 
-// BenchmarkCompaction measures turning a sealed segment of 10,000 predictions into Parquet.
+// BenchmarkCompaction measures turning a sealed segment of 10,000 predictions into Parquet:
+// "same" repeats one record (but its id), "heart" has the Cleveland rows with the responses
+// serving gives them (unique ids and probabilities), as asynchronous scoring stores them.
 func BenchmarkCompaction(b *testing.B) {
-	ctx := context.Background()
-	e := newEnv(b)
-	l := e.open(b, Config{MaxSegmentAge: time.Hour})
-	defer l.Close(ctx)
-	recs := make([]Prediction, 10000)
-	for i := range recs {
-		recs[i] = benchRecord(int64(i))
+	heart := heartRecords(b)
+	for _, data := range []string{"same", "heart"} {
+		b.Run(data, func(b *testing.B) {
+			ctx := context.Background()
+			e := newEnv(b)
+			l := e.open(b, Config{MaxSegmentAge: time.Hour})
+			defer l.Close(ctx)
+			recs := make([]Prediction, 10000)
+			now := time.Now()
+			for i := range recs {
+				recs[i] = benchRecord(int64(i))
+				if data == "heart" {
+					h := heart[i%len(heart)]
+					id := fmt.Sprintf("%08x-%04x-7%03x-8%03x-%012x", now.UnixMilli()>>16, now.UnixMilli()&0xffff, i%4096, i%4096, uint64(i)*0x9e3779b97f4a7c15>>16)
+					p := float64(i%997) / 997
+					recs[i].PredictionID, recs[i].Features, recs[i].Probability = id, h.Features, p
+					recs[i].Response = fmt.Appendf(nil, `%s,"prediction":{"label":%d,"probability":%v,"threshold":0.5},"model":{"name":"heart-disease","version":1,"alias":"champion","metrics":{"accuracy":0.8524590163934426,"roc_auc":0.9134199134199135}},"prediction_id":%q,"scored_at":%q}`,
+						h.Features[:len(h.Features)-1], h.Label, p, id, now.UTC().Format(time.RFC3339Nano))
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				if err := l.AppendPredictions(ctx, recs...); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := l.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		b.StopTimer()
-		if err := l.AppendPredictions(ctx, recs...); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		if err := l.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 }
 
 // TestWriteDemoLake writes the Cleveland predictions to the lake in $PULSE_LAKE_DEMO_DIR for

@@ -97,14 +97,14 @@ type outcomeRow struct {
 	FeedbackID     string    `parquet:"feedback_id"`
 }
 
-func decodeOutcome(p []byte) (partition, outcomeRow, error) {
+func decodeOutcome(p []byte, dates *dateCache) (partition, outcomeRow, error) {
 	if len(p) < 2 || p[0] != tagOutcome {
 		return partition{}, outcomeRow{}, fmt.Errorf("not an outcome record")
 	}
 	if p[1] != outcomeVersion {
 		return partition{}, outcomeRow{}, fmt.Errorf("outcome encoding version %d, want %d", p[1], outcomeVersion)
 	}
-	d := decoder{b: p[2:]}
+	d := newDecoder(p[2:])
 	var r outcomeRow
 	part := partition{table: tagOutcome}
 	r.PredictionID = d.string()
@@ -127,6 +127,6 @@ func decodeOutcome(p []byte) (partition, outcomeRow, error) {
 	if d.err != nil {
 		return partition{}, outcomeRow{}, fmt.Errorf("bad outcome record: %w", d.err)
 	}
-	part.date = r.ScoredAt.Format(time.DateOnly)
+	part.date = dates.of(r.ScoredAt)
 	return part, r, nil
 }

@@ -203,7 +203,7 @@ func TestOutcomeValidationAndEncoding(t *testing.T) {
 	}
 
 	enc := appendOutcome(nil, &ok)
-	part, row, err := decodeOutcome(enc)
+	part, row, err := decodeOutcome(enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestOutcomeValidationAndEncoding(t *testing.T) {
 		t.Errorf("round trip: got %+v in %+v, want %+v", row, part, ok)
 	}
 	for n := range len(enc) {
-		if _, _, err := decodeOutcome(enc[:n]); err == nil {
+		if _, _, err := decodeOutcome(enc[:n], nil); err == nil {
 			t.Errorf("prefix of %d of %d bytes: got nil error, want one", n, len(enc))
 		}
 	}

@@ -170,10 +170,21 @@ func escapePartitionValue(v string) string {
 	return b.String()
 }
 
-// decoder reads the fields of one WAL record.
+// decoder reads the fields of one WAL record. The strings it returns share one copy of the
+// record (s), so that decoding a record allocates once, not once per field.
 type decoder struct {
-	b   []byte
+	b   []byte // the fields not read yet
+	s   string // the same bytes as b
 	err error
+}
+
+// newDecoder returns a decoder of the fields in p.
+func newDecoder(p []byte) decoder {
+	return decoder{b: p, s: string(p)}
+}
+
+func (d *decoder) skip(n int) {
+	d.b, d.s = d.b[n:], d.s[n:]
 }
 
 var errShort = errors.New("record ends early")
@@ -187,7 +198,7 @@ func (d *decoder) varint() int64 {
 		d.err = errShort
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -200,7 +211,7 @@ func (d *decoder) bool() bool {
 		return false
 	}
 	v := d.b[0] == 1
-	d.b = d.b[1:]
+	d.skip(1)
 	return v
 }
 
@@ -213,7 +224,7 @@ func (d *decoder) float() float64 {
 		return 0
 	}
 	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-	d.b = d.b[8:]
+	d.skip(8)
 	return v
 }
 
@@ -226,20 +237,39 @@ func (d *decoder) string() string {
 		d.err = errShort
 		return ""
 	}
-	s := string(d.b[k : k+int(n)])
-	d.b = d.b[k+int(n):]
+	s := d.s[k : k+int(n)]
+	d.skip(k + int(n))
 	return s
 }
 
-// decodePrediction decodes a prediction record (tag byte included) into its partition and row.
-func decodePrediction(p []byte) (partition, predictionRow, error) {
+// dateCache formats the dates of partitions, reusing the last one: the records of a
+// segment mostly share their date. A nil *dateCache formats every time.
+type dateCache struct {
+	day  int64
+	date string
+}
+
+// of returns the YYYY-MM-DD of t in UTC.
+func (c *dateCache) of(t time.Time) string {
+	if c == nil {
+		return t.UTC().Format(time.DateOnly)
+	}
+	if day := floorDiv(t.Unix(), 24*60*60); day != c.day || c.date == "" {
+		c.day, c.date = day, t.UTC().Format(time.DateOnly)
+	}
+	return c.date
+}
+
+// decodePrediction decodes a prediction record (tag byte included) into its partition and row;
+// dates may be nil.
+func decodePrediction(p []byte, dates *dateCache) (partition, predictionRow, error) {
 	if len(p) < 2 || p[0] != tagPrediction {
 		return partition{}, predictionRow{}, fmt.Errorf("not a prediction record")
 	}
 	if p[1] != predictionVersion && p[1] != predictionVersionV1 {
 		return partition{}, predictionRow{}, fmt.Errorf("prediction encoding version %d, want %d or %d", p[1], predictionVersionV1, predictionVersion)
 	}
-	d := decoder{b: p[2:]}
+	d := newDecoder(p[2:])
 	var r predictionRow
 	part := partition{table: tagPrediction}
 	r.PredictionID = d.string()
@@ -263,6 +293,6 @@ func decodePrediction(p []byte) (partition, predictionRow, error) {
 	if d.err != nil {
 		return partition{}, predictionRow{}, fmt.Errorf("bad prediction record: %w", d.err)
 	}
-	part.date = r.ScoredAt.Format(time.DateOnly)
+	part.date = dates.of(r.ScoredAt)
 	return part, r, nil
 }
