@@ -12,8 +12,8 @@
 // bundle downloaded over any channel can be trusted.
 //
 // The package depends only on the standard library and Pulse's model code (internal/ml,
-// internal/features, internal/pulse, internal/tabular): importing it pulls in none of the
-// server's dependencies.
+// internal/features, internal/jsonscan, internal/pulse, internal/tabular): importing it pulls
+// in none of the server's dependencies.
 package edge
 
 import (

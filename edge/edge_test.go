@@ -367,7 +367,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/cloudmedical/pulse/"
-	allowed := []string{mod + "edge", mod + "internal/ml", mod + "internal/pulse", mod + "internal/features", mod + "internal/tabular"}
+	allowed := []string{mod + "edge", mod + "internal/ml", mod + "internal/pulse", mod + "internal/features", mod + "internal/jsonscan", mod + "internal/tabular"}
 	var deps []string
 	for _, p := range strings.Fields(string(out)) {
 		deps = append(deps, p)

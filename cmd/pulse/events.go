@@ -362,6 +362,7 @@ func scoreWith(scorer *serving.Scorer) events.ScoreFunc {
 			in[i] = serving.Request{
 				Model: r.Model, Version: r.Version, Alias: r.Alias, Strict: r.Strict,
 				RequestID: r.ID, Body: r.Inputs, Reserved: events.ScoreReserved,
+				ValidJSON: true, // DecodeScoreRequest checked the event's JSON
 			}
 		}
 		res, err := scorer.PredictEach(ctx, in)

@@ -30,7 +30,7 @@ type ScoreRequest struct {
 	// CorrelationID is the client's own id, echoed in the result ("" when not given).
 	CorrelationID string
 	// Inputs is the body of a REST predict request: one JSON object of features, or
-	// {"instances": [...]}. It shares memory with the decoded event.
+	// {"instances": [...]}, valid JSON (the event is). It shares memory with the decoded event.
 	Inputs json.RawMessage
 }
 
@@ -51,10 +51,31 @@ const HeaderCorrelationID = "pulse-correlation-id"
 // version written 1.0) and every refusal take the general path through Parse, whose errors
 // are the answer.
 func DecodeScoreRequest(b []byte, r *ScoreRequest) error {
-	if decodeScoreFast(b, r) {
+	return decodeScore(b, r, nil)
+}
+
+// decodeScore is DecodeScoreRequest, taking the model and source from the last request of a
+// stream when they are the same, without a new string (in may be nil).
+func decodeScore(b []byte, r *ScoreRequest, in *interned) error {
+	if decodeScoreFast(b, r, in) {
 		return nil
 	}
 	return decodeScoreSlow(b, r)
+}
+
+// interned are the strings a stream of score requests mostly repeats.
+type interned struct {
+	model, source string
+}
+
+// intern returns s as a string: *last when it has the same bytes, otherwise a new string,
+// which becomes *last.
+func intern(s []byte, last *string) string {
+	if string(s) == *last {
+		return *last
+	}
+	*last = string(s)
+	return *last
 }
 
 func decodeScoreSlow(b []byte, r *ScoreRequest) error {
@@ -96,7 +117,10 @@ func decodeScoreSlow(b []byte, r *ScoreRequest) error {
 // decodeScoreFast decodes the common form of a score request: plain (unescaped) strings, only
 // CloudEvents attributes, data with the documented members. It reports false, leaving r in
 // any state, when the event is not in that form, whether or not it is valid.
-func decodeScoreFast(b []byte, r *ScoreRequest) bool {
+func decodeScoreFast(b []byte, r *ScoreRequest, in *interned) bool {
+	if in == nil {
+		in = new(interned)
+	}
 	if len(b) > maxEventBytes {
 		return false
 	}
@@ -173,7 +197,7 @@ func decodeScoreFast(b []byte, r *ScoreRequest) bool {
 			if !ok {
 				return false
 			}
-			r.Model, hasModel = string(s), true
+			r.Model, hasModel = intern(s, &in.model), true
 			if !pulse.ValidName(r.Model) { // the schema's pattern
 				return false
 			}
@@ -216,7 +240,7 @@ func decodeScoreFast(b []byte, r *ScoreRequest) bool {
 	if !hasModel || r.Inputs == nil || hasVersion && hasAlias {
 		return false
 	}
-	r.ID, r.Source = string(id), string(source)
+	r.ID, r.Source = string(id), intern(source, &in.source)
 	if hasSubject {
 		r.Subject = string(subject)
 	}
@@ -348,6 +372,13 @@ func AppendScoreResult(dst []byte, source string, req *ScoreRequest, body []byte
 	if uerr != nil {
 		id = uuid.New()
 	}
+	var stamp [64]byte
+	return appendScoreResult(dst, id, source, req, body, err, at.UTC().AppendFormat(stamp[:0], time.RFC3339Nano))
+}
+
+// appendScoreResult is AppendScoreResult with the event's id and its time, formatted in RFC
+// 3339 with nanoseconds in UTC.
+func appendScoreResult(dst []byte, id uuid.UUID, source string, req *ScoreRequest, body []byte, err error, at []byte) []byte {
 	dst = append(dst, `{"specversion":"1.0","id":"`...)
 	dst = appendUUID(dst, id)
 	dst = append(dst, `","source":`...)
@@ -358,7 +389,7 @@ func AppendScoreResult(dst []byte, source string, req *ScoreRequest, body []byte
 		dst = appendJSONString(dst, req.Subject)
 	}
 	dst = append(dst, `,"time":"`...)
-	dst = at.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, at...)
 	dst = append(dst, `","datacontenttype":"`+ContentTypeJSON+`","dataschema":"`...)
 	dst = append(dst, scoreCompletedSchema...)
 	dst = append(dst, `","data":`...)

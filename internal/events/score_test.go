@@ -51,7 +51,7 @@ func TestDecodeScoreRequest(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 			var fast ScoreRequest
-			if ok := decodeScoreFast([]byte(tc.in), &fast); ok != tc.fast {
+			if ok := decodeScoreFast([]byte(tc.in), &fast, nil); ok != tc.fast {
 				t.Errorf("fast path: got %v, want %v", ok, tc.fast)
 			}
 		})
@@ -112,7 +112,7 @@ func FuzzDecodeScoreRequest(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"é","source":"/x","type":"com.cloudmedical.pulse.score.requested","time":"2026-01-01T00:00:00+01:00","data":{"model":"m","version":2147483647,"inputs":{}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fast, slow ScoreRequest
-		if !decodeScoreFast(b, &fast) {
+		if !decodeScoreFast(b, &fast, nil) {
 			return
 		}
 		if err := decodeScoreSlow(b, &slow); err != nil {

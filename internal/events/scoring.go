@@ -1,7 +1,9 @@
 package events
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -114,7 +117,26 @@ type ScoreConsumer struct {
 	sm      *scoreMetrics
 	log     *slog.Logger
 	commits sync.WaitGroup // commits in flight
+
+	// Owned by the run goroutine: the decoded requests of the batch being handled, the
+	// strings they repeat, the memory of answered batches for the next ones, and bytes of
+	// crypto/rand for the results' ids, read in bulk.
+	reqs     []ScoreRequest
+	interned interned
+	spare    []*answers
+	random   *bufio.Reader
 }
+
+// answers holds the results of a batch on their way to the broker: their records, headers
+// and bytes (values and correlation ids), in a few allocations reused batch after batch.
+type answers struct {
+	recs    []kgo.Record
+	headers []kgo.RecordHeader
+	buf     []byte
+}
+
+// maxSpare bounds the answers kept for reuse: the batch in flight and the one being handled.
+const maxSpare = 2
 
 // scoreMetrics are the score consumer's own Prometheus collectors.
 type scoreMetrics struct {
@@ -153,7 +175,8 @@ func NewScoreConsumer(cfg ScoreConsumerConfig) (*ScoreConsumer, error) {
 	return &ScoreConsumer{
 		lifecycle: newLifecycle("score consumer "+cfg.Group, client),
 		cfg:       cfg, m: newMetrics(cfg.Registerer), sm: newScoreMetrics(cfg.Registerer),
-		log: cfg.Logger.With("group", cfg.Group, "topic", cfg.Requests),
+		log:    cfg.Logger.With("group", cfg.Group, "topic", cfg.Requests),
+		random: bufio.NewReaderSize(rand.Reader, 4096),
 	}, nil
 }
 
@@ -255,6 +278,7 @@ type batch struct {
 	records []*kgo.Record // the requests
 	out     []*kgo.Record // their results and dead letters
 	dead    int           // dead letters in out
+	ans     *answers      // the memory of the results in out
 	counts  map[[2]string]int
 
 	acks     sync.WaitGroup
@@ -266,11 +290,12 @@ type batch struct {
 // handle decodes and scores a batch and starts producing its answers; errStopping when the
 // consumer stops while the scoring is being retried.
 func (c *ScoreConsumer) handle(b *batch) error {
-	reqs := make([]ScoreRequest, 0, len(b.records))
+	reqs := slices.Grow(c.reqs[:0], len(b.records))
+	defer func() { clear(reqs); c.reqs = reqs[:0] }() // keep no request alive
 	from := make([]*kgo.Record, 0, len(b.records))
 	for _, r := range b.records {
 		reqs = append(reqs, ScoreRequest{})
-		if err := DecodeScoreRequest(r.Value, &reqs[len(reqs)-1]); err != nil {
+		if err := decodeScore(r.Value, &reqs[len(reqs)-1], &c.interned); err != nil {
 			reqs = reqs[:len(reqs)-1]
 			dl, derr := deadLetterRecord(r, c.cfg.Group, ReasonMalformed, "", 0, err)
 			if derr != nil {
@@ -287,16 +312,29 @@ func (c *ScoreConsumer) handle(b *batch) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	var stamp [64]byte
+	at := time.Now().UTC().AppendFormat(stamp[:0], time.RFC3339Nano)
+	a := c.answers(reqs, results)
+	b.ans = a
 	b.counts = map[[2]string]int{}
 	for i := range reqs {
 		req, res := &reqs[i], results[i]
-		value := AppendScoreResult(make([]byte, 0, len(res.Body)+len(req.ID)+len(req.CorrelationID)+400), c.cfg.Source, req, res.Body, res.Err, now)
-		headers := []kgo.RecordHeader{{Key: "content-type", Value: contentTypeCloud}}
-		if req.CorrelationID != "" {
-			headers = append(headers, kgo.RecordHeader{Key: HeaderCorrelationID, Value: []byte(req.CorrelationID)})
+		id, err := uuid.NewV7FromReader(c.random)
+		if err != nil {
+			id = uuid.New()
 		}
-		b.out = append(b.out, &kgo.Record{Topic: c.cfg.Results, Key: from[i].Key, Value: value, Headers: headers})
+		start := len(a.buf)
+		a.buf = appendScoreResult(a.buf, id, c.cfg.Source, req, res.Body, res.Err, at)
+		value := a.buf[start:len(a.buf):len(a.buf)]
+		headers := a.headers[2*i : 2*i+1 : 2*i+2]
+		headers[0] = kgo.RecordHeader{Key: "content-type", Value: contentTypeCloud}
+		if req.CorrelationID != "" {
+			start := len(a.buf)
+			a.buf = append(a.buf, req.CorrelationID...)
+			headers = append(headers, kgo.RecordHeader{Key: HeaderCorrelationID, Value: a.buf[start:len(a.buf):len(a.buf)]})
+		}
+		a.recs[i] = kgo.Record{Topic: c.cfg.Results, Key: from[i].Key, Value: value, Headers: headers}
+		b.out = append(b.out, &a.recs[i])
 		status, model := "ok", req.Model
 		if res.Err != nil {
 			status = pulse.ErrorCode(res.Err)
@@ -307,20 +345,62 @@ func (c *ScoreConsumer) handle(b *batch) error {
 		b.counts[[2]string{model, status}]++
 	}
 	b.acks.Add(len(b.out))
-	for _, r := range b.out {
-		c.client.Produce(c.workCtx, r, func(r *kgo.Record, err error) {
-			if err != nil {
-				b.mu.Lock()
-				b.failed = append(b.failed, r)
-				if b.firstErr == nil {
-					b.firstErr = err
-				}
-				b.mu.Unlock()
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			b.mu.Lock()
+			b.failed = append(b.failed, r)
+			if b.firstErr == nil {
+				b.firstErr = err
 			}
-			b.acks.Done()
-		})
+			b.mu.Unlock()
+		}
+		b.acks.Done()
+	}
+	for _, r := range b.out {
+		c.client.Produce(c.workCtx, r, promise)
 	}
 	return nil
+}
+
+// answers returns memory for the results of reqs: a spare one when there is, grown to hold
+// them.
+func (c *ScoreConsumer) answers(reqs []ScoreRequest, results []ScoreResult) *answers {
+	var a *answers
+	if n := len(c.spare); n > 0 {
+		a, c.spare = c.spare[n-1], c.spare[:n-1]
+	} else {
+		a = new(answers)
+	}
+	if cap(a.recs) < len(reqs) {
+		a.recs = make([]kgo.Record, len(reqs))
+		a.headers = make([]kgo.RecordHeader, 2*len(reqs))
+	}
+	a.recs, a.headers = a.recs[:len(reqs)], a.headers[:2*len(reqs)]
+	// About the bytes of the results and correlation ids, so that the buffer grows once: the
+	// envelope takes about 300 bytes besides the strings, whose escapes take at most 6 bytes
+	// per byte, and a problem about 200 besides its message. (Slices of a buffer that grows
+	// after all stay valid.)
+	size := 0
+	for i := range reqs {
+		size += 512 + len(results[i].Body) + 6*(len(c.cfg.Source)+len(reqs[i].Subject)+len(reqs[i].ID)) + 7*len(reqs[i].CorrelationID)
+		if err := results[i].Err; err != nil {
+			size += 6 * len(err.Error())
+		}
+	}
+	a.buf = slices.Grow(a.buf[:0], size)
+	return a
+}
+
+// reuse keeps the answers of an answered batch for later batches: the broker acknowledged
+// them, and the client holds them no more.
+func (c *ScoreConsumer) reuse(b *batch) {
+	if b.ans == nil || len(c.spare) >= maxSpare {
+		return
+	}
+	clear(b.ans.recs) // keep no request key alive
+	clear(b.ans.headers)
+	c.spare = append(c.spare, b.ans)
+	b.ans, b.out = nil, nil
 }
 
 // finish waits until every answer of b is acknowledged (producing failed ones again), then
@@ -343,6 +423,7 @@ func (c *ScoreConsumer) finish(b *batch) bool {
 		}
 	}
 	c.commit(b)
+	c.reuse(b)
 	for k, n := range b.counts {
 		c.sm.results.WithLabelValues(k[0], k[1]).Add(float64(n))
 	}

@@ -35,6 +35,81 @@ func scoreSuite(t *testing.T, brokers func(testing.TB) string) {
 	t.Run("RetriesTransientErrors", func(t *testing.T) { testScoreRetries(t, newEnv(t, b)) })
 	t.Run("CrashAfterResultsRedelivers", func(t *testing.T) { testScoreCrash(t, newEnv(t, b)) })
 	t.Run("TwoConsumersShareTheRequests", func(t *testing.T) { testScoreTwoConsumers(t, newEnv(t, b)) })
+	t.Run("ManyBatchesReuseTheirMemory", func(t *testing.T) { testScoreManyBatches(t, newEnv(t, b)) })
+}
+
+// testScoreManyBatches answers requests in many small batches of varying contents, so that
+// the memory of answered batches is reused over and over (and outgrown), and checks every
+// result: its request, correlation id (header and data) and echoed inputs.
+func testScoreManyBatches(t *testing.T, e *env) {
+	var rs []request
+	var ids []string
+	for i := range 300 {
+		corr := ""
+		switch i % 3 {
+		case 1:
+			corr = fmt.Sprintf("c-%03d", i)
+		case 2:
+			corr = fmt.Sprintf("bed \"%d\"\t<%s>", i, strings.Repeat("x", i%97)) // escaped in JSON
+		}
+		inputs := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("y", (i*37)%500))
+		if i%11 == 0 {
+			inputs = `{"age":"old"}`
+		}
+		data, err := json.Marshal(map[string]any{"model": "m", "correlation_id": corr, "inputs": json.RawMessage(inputs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := scoreRequest(fmt.Sprintf("dev-%d", i%5), fmt.Sprintf("r-%03d", i), string(data))
+		rs = append(rs, r)
+		ids = append(ids, r.id)
+	}
+	e.produceRequests(rs...)
+	c := e.scoreConsumer(ScoreConsumerConfig{MaxBatch: 7})
+	got := e.results(ids)
+	stopScore(t, c)
+	byID := map[string]result{}
+	for _, r := range got {
+		if _, dup := byID[r.requestID]; dup {
+			t.Errorf("result %s: answered twice", r.requestID)
+		}
+		byID[r.requestID] = r
+	}
+	for i, req := range rs {
+		r := byID[req.id]
+		var want struct {
+			Data struct {
+				CorrelationID string          `json:"correlation_id"`
+				Inputs        json.RawMessage `json:"inputs"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(req.value), &want); err != nil {
+			t.Fatal(err)
+		}
+		corr := want.Data.CorrelationID
+		var dataCorr string
+		if raw, ok := r.data["correlation_id"]; ok {
+			if err := json.Unmarshal(raw, &dataCorr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r.key != req.key || r.correlation != corr || dataCorr != corr {
+			t.Errorf("result %s: key %q correlation header %q data %q, want %q and %q", req.id, r.key, r.correlation, dataCorr, req.key, corr)
+		}
+		if i%11 == 0 {
+			if len(r.data["error"]) == 0 {
+				t.Errorf("result %s: data %s, want an error", req.id, r.event.Data)
+			}
+			continue
+		}
+		var in map[string]json.RawMessage
+		if err := json.Unmarshal(want.Data.Inputs, &in); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.data["i"]) != string(in["i"]) || string(r.data["pad"]) != string(in["pad"]) || len(r.data["prediction"]) == 0 {
+			t.Errorf("result %s: data %s, want the inputs %s echoed with a prediction", req.id, r.event.Data, want.Data.Inputs)
+		}
+	}
 }
 
 // fakeScore answers as the scorer does, without a model: the inputs with a prediction

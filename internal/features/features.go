@@ -34,45 +34,19 @@ var Reserved = []string{"prediction", "model", "prediction_id", "scored_at", "wa
 func Parse(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml.Value, prefix string, strict bool) (warnings []string, err error) {
 	for _, name := range Reserved {
 		if _, ok := fields[name]; ok {
-			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is reserved for the response", prefix+name)
+			return nil, reservedError(prefix, name)
 		}
 	}
 	used := 0
-	for i, col := range inputs {
-		raw, ok := fields[col.Name]
+	for i := range inputs {
+		raw, ok := fields[inputs[i].Name]
 		values[i] = ml.Value{}
 		if !ok || isNull(raw) {
 			continue
 		}
 		used++
-		field := prefix + col.Name
-		switch col.Kind {
-		case pulse.Numeric:
-			if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-				return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, want a number", field, describe(raw))
-			}
-			f, err := strconv.ParseFloat(string(raw), 64)
-			if err != nil {
-				return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, want a number in float64 range", field, raw)
-			}
-			values[i] = ml.Value{Num: f, Present: true}
-		case pulse.Categorical, pulse.Binary:
-			s, err := category(raw, col)
-			if err != nil {
-				return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, %v", field, describe(raw), err)
-			}
-			if _, found := slices.BinarySearch(col.Categories, s); !found {
-				if col.Kind == pulse.Binary {
-					return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %q, want one of %q", field, s, col.Categories)
-				}
-				if strict {
-					return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: category %q was not seen in training, want one of %q", field, s, col.Categories)
-				}
-				warnings = append(warnings, fmt.Sprintf("field %q: category %q was not seen in training; encoded as unknown", field, s))
-			}
-			values[i] = ml.Value{Str: s, Present: true}
-		default:
-			return nil, pulse.Errorf(pulse.EINTERNAL, "input %q has unknown kind %q", col.Name, col.Kind)
+		if warnings, err = read(&inputs[i], nil, raw, &values[i], prefix, strict, warnings); err != nil {
+			return nil, err
 		}
 	}
 	if strict && len(fields) > used {
@@ -83,12 +57,109 @@ func Parse(inputs []pulse.Column, fields map[string]json.RawMessage, values []ml
 			}
 		}
 		if len(unknown) > 0 {
-			slices.Sort(unknown)
-			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+unknown[0], "field %q is not an input of this model (strict mode)", prefix+unknown[0])
+			return nil, unknownError(prefix, unknown)
 		}
 	}
 	return warnings, nil
 }
+
+func reservedError(prefix, name string) error {
+	return pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is reserved for the response", prefix+name)
+}
+
+// unknownError refuses the first of the unknown field names, in sorted order (strict mode).
+func unknownError(prefix string, unknown []string) error {
+	slices.Sort(unknown)
+	return pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+unknown[0], "field %q is not an input of this model (strict mode)", prefix+unknown[0])
+}
+
+// read reads raw, a present value that is not null, as the input col into v and returns
+// warnings with the warning it gives, if any. cats, when not nil, finds col's categories
+// without allocating.
+func read(col *pulse.Column, cats *categories, raw json.RawMessage, v *ml.Value, prefix string, strict bool, warnings []string) ([]string, error) {
+	switch col.Kind {
+	case pulse.Numeric:
+		if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+			field := prefix + col.Name
+			return warnings, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, want a number", field, describe(raw))
+		}
+		f, err := parseFloat(raw)
+		if err != nil {
+			field := prefix + col.Name
+			return warnings, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, want a number in float64 range", field, raw)
+		}
+		*v = ml.Value{Num: f, Present: true}
+	case pulse.Categorical, pulse.Binary:
+		if s, ok := cats.find(raw); ok {
+			*v = ml.Value{Str: s, Present: true}
+			return warnings, nil
+		}
+		field := prefix + col.Name
+		s, err := category(raw, *col)
+		if err != nil {
+			return warnings, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %s, %v", field, describe(raw), err)
+		}
+		if _, found := slices.BinarySearch(col.Categories, s); !found {
+			if col.Kind == pulse.Binary {
+				return warnings, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: got %q, want one of %q", field, s, col.Categories)
+			}
+			if strict {
+				return warnings, pulse.FieldErrorf(pulse.EUNPROCESSABLE, field, "field %q: category %q was not seen in training, want one of %q", field, s, col.Categories)
+			}
+			warnings = append(warnings, fmt.Sprintf("field %q: category %q was not seen in training; encoded as unknown", field, s))
+		}
+		*v = ml.Value{Str: s, Present: true}
+	default:
+		return warnings, pulse.Errorf(pulse.EINTERNAL, "input %q has unknown kind %q", col.Name, col.Kind)
+	}
+	return warnings, nil
+}
+
+// parseFloat returns the value of the JSON number raw as strconv.ParseFloat does. Plain
+// decimals of up to 15 digits, which records are mostly made of, take a fast path of exact
+// arithmetic: the digits are an integer below 2^53 and the power of ten one up to 10^22,
+// both exact in a float64, so their quotient is the correctly rounded value, as strconv's own
+// fast path computes it.
+func parseFloat(raw []byte) (float64, error) {
+	i, neg := 0, false
+	if len(raw) > 0 && raw[0] == '-' {
+		i, neg = 1, true
+	}
+	var mant uint64
+	digits, frac := 0, -1 // frac: the digits after the point, -1 before a point
+	for ; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case '0' <= c && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0:
+			frac = 0
+		default:
+			digits = 16 // an exponent, or anything else: the general path
+		}
+		if digits > 15 {
+			return strconv.ParseFloat(string(raw), 64)
+		}
+	}
+	if digits == 0 || frac == 0 {
+		return strconv.ParseFloat(string(raw), 64) // not a number: strconv's error
+	}
+	f := float64(mant)
+	if frac > 0 {
+		f /= pow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, nil
+}
+
+// pow10 are the powers of ten that a float64 holds exactly.
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || bytes.Equal(raw, []byte("null"))

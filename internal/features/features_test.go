@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -91,39 +95,56 @@ func TestParse(t *testing.T) {
 		{name: "unknown field, strict", body: `{"age":50,"device":"bracelet-7"}`, strict: true, field: "device", msg: "not an input of this model"},
 		{name: "unknown field in a batch item, strict", body: `{"device":1}`, prefix: "instances[3].", strict: true, field: "instances[3].device"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var fields map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(tc.body), &fields); err != nil {
-				t.Fatal(err)
-			}
-			values := make([]ml.Value, len(testInputs))
-			for i := range values { // leftovers of a previous instance must not survive
-				values[i] = ml.Value{Num: 99, Str: "stale", Present: true}
-			}
-			warnings, err := Parse(testInputs, fields, values, tc.prefix, tc.strict)
-			if tc.field != "" {
-				var pe *pulse.Error
-				if !errors.As(err, &pe) || pe.Code != pulse.EUNPROCESSABLE || pe.Field != tc.field {
-					t.Fatalf("got %#v, want an unprocessable error naming %q", err, tc.field)
+		// Both ways: Parse with a map of the fields, and a Parser with the object.
+		for _, way := range []string{"map", "parser"} {
+			t.Run(tc.name+"/"+way, func(t *testing.T) {
+				values := make([]ml.Value, len(testInputs))
+				for i := range values { // leftovers of a previous instance must not survive
+					values[i] = ml.Value{Num: 99, Str: "stale", Present: true}
 				}
-				if !strings.Contains(pe.Message, tc.msg) {
-					t.Errorf("message: got %q, want it to contain %q", pe.Message, tc.msg)
+				warnings, err := parseWay(t, way, tc.body, values, tc.prefix, tc.strict)
+				if tc.field != "" {
+					var pe *pulse.Error
+					if !errors.As(err, &pe) || pe.Code != pulse.EUNPROCESSABLE || pe.Field != tc.field {
+						t.Fatalf("got %#v, want an unprocessable error naming %q", err, tc.field)
+					}
+					if !strings.Contains(pe.Message, tc.msg) {
+						t.Errorf("message: got %q, want it to contain %q", pe.Message, tc.msg)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, c := range testInputs {
-				if values[i] != tc.want[c.Name] {
-					t.Errorf("%s: got %+v, want %+v", c.Name, values[i], tc.want[c.Name])
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if !reflect.DeepEqual(warnings, tc.warnings) {
-				t.Errorf("warnings: got %q, want %q", warnings, tc.warnings)
-			}
-		})
+				for i, c := range testInputs {
+					if values[i] != tc.want[c.Name] {
+						t.Errorf("%s: got %+v, want %+v", c.Name, values[i], tc.want[c.Name])
+					}
+				}
+				if !reflect.DeepEqual(warnings, tc.warnings) {
+					t.Errorf("warnings: got %q, want %q", warnings, tc.warnings)
+				}
+			})
+		}
 	}
+}
+
+// parseWay parses body with Parse ("map") or with a Parser ("parser").
+func parseWay(t *testing.T, way, body string, values []ml.Value, prefix string, strict bool) ([]string, error) {
+	t.Helper()
+	if way == "parser" {
+		var o Object
+		p := NewParser(testInputs)
+		if !o.Split(p, []byte(body)) {
+			t.Fatalf("Split(%s): got false, want true", body)
+		}
+		return p.Parse(&o, values, prefix, strict)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &fields); err != nil {
+		t.Fatal(err)
+	}
+	return Parse(testInputs, fields, values, prefix, strict)
 }
 
 func TestParseReserved(t *testing.T) {
@@ -135,6 +156,178 @@ func TestParseReserved(t *testing.T) {
 			if !errors.As(err, &pe) || pe.Code != pulse.EUNPROCESSABLE || pe.Field != prefix+name {
 				t.Errorf("reserved field %q: got %v, want unprocessable naming %q", prefix+name, err, prefix+name)
 			}
+		}
+	}
+}
+
+// TestParserMatchesParse runs objects one after the other through one Object, as a stream
+// does, and checks that the Parser reads each as Parse reads its map of fields: the same
+// values, warnings and errors, and Has agrees with the map.
+func TestParserMatchesParse(t *testing.T) {
+	bodies := []string{
+		`{"age":63,"cp":2,"sex":1}`,
+		`{"sex":1,"age":63,"cp":2}`,
+		`{"age":63,"cp":2,"sex":1}`,
+		`{ "age" : 50 , "cp" : 3 }`,
+		`{"age":"x","age":50}`,
+		`{"age":50,"age":"x"}`,
+		`{}`,
+		`{"device":1,"age":50}`,
+		`{"age":50,"model":null}`,
+		`{"warnings":[],"age":50}`,
+		`{"age":50,"request_id":"r"}`,
+		`{"colour":"red","cp":"2","smoker":"yes","insured":true}`,
+		`{"colour":"r\u0065d"}`,
+		`{"colour":" red ","cp":" 2 "}`,
+		`{"colour":"é"}`,
+		`{"cp":1.0e0,"sex":-0}`,
+		`{"cp":-0}`,
+		`{"cp":-1}`,
+		`{"cp":1e400}`,
+		`{"age":1e400}`,
+		`{"é":1,"age":2}`,
+		`{"instances":[{"age":1}]}`,
+		`{"instances":1,"age":2}`,
+		`{"cp":2,"age":63,"sex":1,"smoker":"no","colour":"blue","insured":false,"extra":null}`,
+	}
+	// Names written with escapes, or not valid UTF-8: Split refuses the object.
+	refused := []string{`{"a\u0067e":50}`, `{"\u00e9":1}`, "{\"\xff\":1}", `{"age":1,"c\"p":2}`}
+	names := []string{"age", "cp", "device", "model", "warnings", "request_id", "instances", "é", "extra", "nope"}
+	modelInput := append(slices.Clone(testInputs), pulse.Column{Name: "model", Kind: pulse.Numeric})
+	for _, inputs := range [][]pulse.Column{testInputs, modelInput} {
+		p := NewParser(inputs)
+		var o Object
+		for _, strict := range []bool{false, true} {
+			for _, prefix := range []string{"", "instances[1]."} {
+				for _, body := range append(slices.Clone(bodies), refused...) {
+					var fields map[string]json.RawMessage
+					if err := json.Unmarshal([]byte(body), &fields); err != nil {
+						t.Fatalf("%s: %v", body, err)
+					}
+					ok := o.Split(p, []byte(body))
+					if want := !slices.Contains(refused, body); ok != want {
+						t.Errorf("Split(%s): got %v, want %v", body, ok, want)
+					}
+					if !ok {
+						continue
+					}
+					for _, name := range names {
+						if _, want := fields[name]; o.Has(name) != want {
+							t.Errorf("%s: Has(%q): got %v, want %v", body, name, !want, want)
+						}
+					}
+					want := make([]ml.Value, len(inputs))
+					got := make([]ml.Value, len(inputs))
+					wantWarn, wantErr := Parse(inputs, fields, want, prefix, strict)
+					gotWarn, gotErr := p.Parse(&o, got, prefix, strict)
+					if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || pulse.ErrorCode(gotErr) != pulse.ErrorCode(wantErr) {
+						t.Errorf("%s (strict %v, prefix %q): got error %v, want %v", body, strict, prefix, gotErr, wantErr)
+						continue
+					}
+					var gpe, wpe *pulse.Error
+					if errors.As(gotErr, &gpe) && errors.As(wantErr, &wpe) && gpe.Field != wpe.Field {
+						t.Errorf("%s: got field %q, want %q", body, gpe.Field, wpe.Field)
+					}
+					if wantErr == nil && (!reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotWarn, wantWarn)) {
+						t.Errorf("%s (strict %v): got %+v %q, want %+v %q", body, strict, got, gotWarn, want, wantWarn)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestParserWrongObject refuses an object split with another parser.
+func TestParserWrongObject(t *testing.T) {
+	var o Object
+	a, b := NewParser(testInputs), NewParser(testInputs)
+	if !o.Split(a, []byte(`{"age":1}`)) {
+		t.Fatal("Split: got false")
+	}
+	if _, err := b.Parse(&o, make([]ml.Value, len(testInputs)), "", false); pulse.ErrorCode(err) != pulse.EINTERNAL {
+		t.Errorf("got %v, want an internal error", err)
+	}
+}
+
+// clevelandBody is the first row of the Cleveland data as a predict body.
+const clevelandBody = `{"age":63.0,"sex":1.0,"cp":1.0,"trestbps":145.0,"chol":233.0,"fbs":1.0,"restecg":2.0,"thalach":150.0,"exang":0.0,"oldpeak":2.3,"slope":3.0,"ca":0.0,"thal":6.0}`
+
+// clevelandInputs are inputs like those of a model trained on the Cleveland data.
+var clevelandInputs = []pulse.Column{
+	{Name: "age", Kind: pulse.Numeric},
+	{Name: "sex", Kind: pulse.Binary, Categories: []string{"0", "1"}},
+	{Name: "cp", Kind: pulse.Categorical, Categories: []string{"1", "2", "3", "4"}},
+	{Name: "trestbps", Kind: pulse.Numeric},
+	{Name: "chol", Kind: pulse.Numeric},
+	{Name: "fbs", Kind: pulse.Binary, Categories: []string{"0", "1"}},
+	{Name: "restecg", Kind: pulse.Categorical, Categories: []string{"0", "1", "2"}},
+	{Name: "thalach", Kind: pulse.Numeric},
+	{Name: "exang", Kind: pulse.Binary, Categories: []string{"0", "1"}},
+	{Name: "oldpeak", Kind: pulse.Numeric},
+	{Name: "slope", Kind: pulse.Categorical, Categories: []string{"1", "2", "3"}},
+	{Name: "ca", Kind: pulse.Categorical, Categories: []string{"0", "1", "2", "3"}},
+	{Name: "thal", Kind: pulse.Categorical, Categories: []string{"3", "6", "7"}},
+}
+
+// BenchmarkParse reads a Cleveland row: with a map of its fields (split by encoding/json
+// beforehand, not measured) and with a Parser (splitting included).
+func BenchmarkParse(b *testing.B) {
+	body := []byte(clevelandBody)
+	values := make([]ml.Value, len(clevelandInputs))
+	b.Run("map", func(b *testing.B) {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(body, &fields); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Parse(clevelandInputs, fields, values, "", false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parser", func(b *testing.B) {
+		p := NewParser(clevelandInputs)
+		var o Object
+		b.ReportAllocs()
+		for b.Loop() {
+			if !o.Split(p, body) {
+				b.Fatal("Split: got false")
+			}
+			if _, err := p.Parse(&o, values, "", false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestParseFloat checks the fast path of numbers against strconv.ParseFloat: the same bits,
+// and an error for the same texts.
+func TestParseFloat(t *testing.T) {
+	texts := []string{"0", "-0", "1", "63.0", "2.3", "-1.5", "0.1", "0.3", "123456789012345", "1234567890123456",
+		"0.000000000000001", "99999999999999.9", "9007199254740993", "1e3", "1E-2", "-2.5e+10", "1e400", "-1e400",
+		"4.9e-324", "1.7976931348623157e308", "00.5", ".5", "5.", "-", "", "+1", "1_0", "0x10", "inf", "NaN", "1.2.3"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		digits := 1 + r.IntN(17)
+		var b strings.Builder
+		if r.IntN(2) == 0 {
+			b.WriteByte('-')
+		}
+		point := r.IntN(digits + 1)
+		for i := range digits {
+			if i == point && i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteByte(byte('0' + r.IntN(10)))
+		}
+		texts = append(texts, b.String())
+	}
+	for _, s := range texts {
+		got, gotErr := parseFloat([]byte(s))
+		want, wantErr := strconv.ParseFloat(s, 64)
+		if (gotErr != nil) != (wantErr != nil) || math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("parseFloat(%q): got %v (%b), %v; want %v (%b), %v", s, got, math.Float64bits(got), gotErr, want, math.Float64bits(want), wantErr)
 		}
 	}
 }

@@ -19,6 +19,9 @@ func Valid(b []byte) bool {
 // ValidValue checks the value that starts at b[i] and returns the index after it, or -1 when
 // it is not valid JSON (or nested deeper than MaxDepth).
 func ValidValue(b []byte, i int) int {
+	if i < len(b) && b[i] != '{' && b[i] != '[' {
+		return validScalar(b, i) // without the stack, which costs its zeroing
+	}
 	var stack [MaxDepth]byte // '{' or '['
 	depth := 0
 	for {
@@ -45,16 +48,8 @@ func ValidValue(b []byte, i int) int {
 				}
 			}
 			continue
-		case '"':
-			i = ValidString(b, i)
-		case 't':
-			i = literal(b, i, "true")
-		case 'f':
-			i = literal(b, i, "false")
-		case 'n':
-			i = literal(b, i, "null")
 		default:
-			i = validNumber(b, i)
+			i = validScalar(b, i)
 		}
 		if i < 0 {
 			return -1
@@ -88,6 +83,22 @@ func ValidValue(b []byte, i int) int {
 	}
 }
 
+// validScalar checks the string, number, true, false or null at b[i] (inside b) and returns
+// the index after it, or -1.
+func validScalar(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return ValidString(b, i)
+	case 't':
+		return literal(b, i, "true")
+	case 'f':
+		return literal(b, i, "false")
+	case 'n':
+		return literal(b, i, "null")
+	}
+	return validNumber(b, i)
+}
+
 // validMemberName checks a member name and its ':' at b[i] and returns the index of the
 // value after it, or -1.
 func validMemberName(b []byte, i int) int {
@@ -107,6 +118,9 @@ func validMemberName(b []byte, i int) int {
 // ValidString checks the string at b[i] (a quote) and returns the index after it, or -1.
 func ValidString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		if plain[b[i]] {
+			continue
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
@@ -136,6 +150,15 @@ func ValidString(b []byte, i int) int {
 	}
 	return -1
 }
+
+// plain marks the bytes that a string holds as they are: not a quote, a backslash or a
+// control character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // literal checks that b[i:] starts with word and returns the index after it, or -1.
 func literal(b []byte, i int, word string) int {
@@ -199,6 +222,9 @@ func SkipSpace(b []byte, i int) int {
 // it holds escapes.
 func SkipString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
+		if plain[b[i]] {
+			continue
+		}
 		switch b[i] {
 		case '\\':
 			escaped = true

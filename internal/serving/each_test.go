@@ -306,3 +306,69 @@ func depth(b []byte) int {
 	}
 	return deepest
 }
+
+// TestFastAndGeneralPathsAgree scores bodies whose member names need no decoding (read
+// straight from the object, features.Parser) and the same bodies with one name written with
+// an escape (read through a map, features.Parse): the predictions, warnings and errors must
+// be the same.
+func TestFastAndGeneralPathsAgree(t *testing.T) {
+	e := newTestEnv(t, 0)
+	ctx := context.Background()
+	reserved := []string{"request_id", "correlation_id", "error"}
+	for _, tc := range []struct{ body, escaped string }{
+		{`{"age":61,"cp":"3","sex":1,"smoker":"yes","colour":"blue","patient":"p-17"}`,
+			`{"\u0061ge":61,"cp":"3","sex":1,"smoker":"yes","colour":"blue","patient":"p-17"}`},
+		{`{"patient":"p-17","colour":"blue","smoker":"no","sex":0,"cp":3.0,"age":61.5}`,
+			`{"patient":"p-17","colour":"blue","smoker":"no","sex":0,"cp":3.0,"\u0061ge":61.5}`},
+		{`{"age":61,"age":"x"}`, `{"\u0061ge":61,"age":"x"}`},
+		{`{"age":"x","age":61}`, `{"age":"x","\u0061ge":61}`},
+		{`{"age":61,"cp":9,"colour":"mauve"}`, `{"age":61,"\u0063p":9,"colour":"mauve"}`},
+		{`{"age":61,"cp":" 2 ","colour":"r\u0065d"}`, `{"\u0061ge":61,"cp":" 2 ","colour":"r\u0065d"}`},
+		{`{"age":61,"sex":true}`, `{"\u0061ge":61,"sex":true}`},
+		{`{"age":61,"sex":7}`, `{"\u0061ge":61,"sex":7}`},
+		{`{"age":61,"request_id":"x"}`, `{"age":61,"request\u005fid":"x"}`},
+		{`{"age":61,"error":null}`, `{"\u0061ge":61,"error":null}`},
+		{`{"age":61,"model":{}}`, `{"age":61,"\u006dodel":{}}`},
+		{`{"age":61,"instances":[{"age":1}]}`, `{"age":61,"\u0069nstances":[{"age":1}]}`},
+		{`{"instances":[{"age":50,"cp":2},{"age":70,"sex":0,"x":1}]}`, `{"instances":[{"age":50,"cp":2},{"\u0061ge":70,"sex":0,"x":1}]}`},
+		{`{"instances":[{"age":50},{"correlation_id":"c"}]}`, `{"\u0069nstances":[{"age":50},{"correlation_id":"c"}]}`},
+		{`{"age":61,"x":1,"é":2}`, `{"age":61,"x":1,"\u00e9":2}`},
+		{`{"x":1}`, `{"\u0078":1}`},
+	} {
+		for _, strict := range []bool{false, true} {
+			fast, ferr := e.scorer.Predict(ctx, Request{Model: "m", Strict: strict, Body: []byte(tc.body), Reserved: reserved})
+			general, gerr := e.scorer.Predict(ctx, Request{Model: "m", Strict: strict, Body: []byte(tc.escaped), Reserved: reserved})
+			if (ferr == nil) != (gerr == nil) || ferr != nil && (ferr.Error() != gerr.Error() || pulse.ErrorCode(ferr) != pulse.ErrorCode(gerr)) {
+				t.Errorf("%s (strict %v): got %v, with an escaped name %v", tc.body, strict, ferr, gerr)
+				continue
+			}
+			if ferr != nil {
+				var fpe, gpe *pulse.Error
+				if errors.As(ferr, &fpe) && errors.As(gerr, &gpe) && fpe.Field != gpe.Field {
+					t.Errorf("%s: field %q, with an escaped name %q", tc.body, fpe.Field, gpe.Field)
+				}
+				continue
+			}
+			var f, g struct {
+				Prediction  json.RawMessage
+				Predictions []struct {
+					Prediction json.RawMessage
+					Warnings   []string
+				}
+				Warnings []string
+			}
+			if err := json.Unmarshal(fast, &f); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(general, &g); err != nil {
+				t.Fatal(err)
+			}
+			if f.Prediction == nil && f.Predictions == nil {
+				t.Errorf("%s: no prediction in %s", tc.body, fast)
+			}
+			if !bytes.Equal(f.Prediction, g.Prediction) || fmt.Sprint(f.Warnings) != fmt.Sprint(g.Warnings) || fmt.Sprint(f.Predictions) != fmt.Sprint(g.Predictions) {
+				t.Errorf("%s (strict %v): got %s %q %v, with an escaped name %s %q %v", tc.body, strict, f.Prediction, f.Warnings, f.Predictions, g.Prediction, g.Warnings, g.Predictions)
+			}
+		}
+	}
+}

@@ -1,12 +1,17 @@
 package serving
 
 import (
+	"bufio"
+	"crypto/rand"
 	"encoding/json"
+	"time"
 	"unicode/utf8"
 
+	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/jsonscan"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/pulse"
 )
 
 // scratch is the working space of one scoring call, reused through the Scorer's pool so that
@@ -22,13 +27,30 @@ type scratch struct {
 	// obs holds the input values of recs for the observer, those of recs[i] from obsOff[i].
 	obs    []ml.Value
 	obsOff []int
+	// parsers are the features.Parser of the models scored with this scratch, and obj the
+	// object they read.
+	parsers map[*ml.Model]*features.Parser
+	obj     features.Object
+	// random holds bytes of crypto/rand for the prediction ids, read in bulk.
+	random *bufio.Reader
+	// stamp is stampAt formatted as the responses' scored_at.
+	stamp   []byte
+	stampAt time.Time
 }
+
+// maxParsers bounds the parsers a scratch keeps.
+const maxParsers = 16
 
 // maxInternedKeys bounds the interned field names of one scratch: clients choose names freely.
 const maxInternedKeys = 1024
 
 func newScratch() *scratch {
-	return &scratch{fields: make(map[string]json.RawMessage, 16), keys: make(map[string]string, 32)}
+	return &scratch{
+		fields:  make(map[string]json.RawMessage, 16),
+		keys:    make(map[string]string, 32),
+		parsers: make(map[*ml.Model]*features.Parser),
+		random:  bufio.NewReaderSize(rand.Reader, 4096),
+	}
 }
 
 // putScratch returns sc to the pool without references to the call's bodies and answers.
@@ -40,7 +62,51 @@ func (s *Scorer) putScratch(sc *scratch) {
 	sc.recs = sc.recs[:0]
 	clear(sc.obs)
 	sc.obs, sc.obsOff = sc.obs[:0], sc.obsOff[:0]
+	sc.obj.Clear()
 	s.scratch.Put(sc)
+}
+
+// parser returns the features.Parser of m, made once per scratch.
+func (sc *scratch) parser(m *ml.Model) *features.Parser {
+	p := sc.parsers[m]
+	if p == nil {
+		if len(sc.parsers) >= maxParsers {
+			clear(sc.parsers)
+		}
+		p = features.NewParser(m.Inputs())
+		sc.parsers[m] = p
+	}
+	return p
+}
+
+// stampOf returns at formatted as a response's scored_at, formatting it once for the many
+// records of a call.
+func (sc *scratch) stampOf(at time.Time) []byte {
+	if len(sc.stamp) == 0 || at != sc.stampAt {
+		sc.stamp, sc.stampAt = at.AppendFormat(sc.stamp[:0], time.RFC3339Nano), at
+	}
+	return sc.stamp
+}
+
+// readInputs reads the inputs of p's model from one object of a request into values, as
+// features.Parse does with the object's fields after refusing the names in reserved: from
+// fields when not nil, otherwise from sc.obj, split from the object with p.
+func (sc *scratch) readInputs(p *features.Parser, fields map[string]json.RawMessage, reserved []string, values []ml.Value, prefix string, strict bool) ([]string, error) {
+	for _, name := range reserved {
+		has := false
+		if fields != nil {
+			_, has = fields[name]
+		} else {
+			has = sc.obj.Has(name)
+		}
+		if has {
+			return nil, pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is reserved for the response", prefix+name)
+		}
+	}
+	if fields != nil {
+		return features.Parse(p.Inputs(), fields, values, prefix, strict)
+	}
+	return p.Parse(&sc.obj, values, prefix, strict)
 }
 
 func (sc *scratch) valuesFor(n int) []ml.Value {

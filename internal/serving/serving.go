@@ -19,7 +19,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/jsonscan"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/pulse"
@@ -134,6 +133,9 @@ type Request struct {
 	// Reserved names fields the caller adds to the response (the asynchronous path adds
 	// request_id and correlation_id): they are refused as inputs, like the response's own.
 	Reserved []string
+	// ValidJSON says that the caller checked that Body is valid JSON (the asynchronous path
+	// decoded it from a checked event), sparing the check.
+	ValidJSON bool
 }
 
 // Predict scores the request body: one JSON object of features, or {"instances": [...]}.
@@ -331,14 +333,21 @@ func (s *Scorer) score(req *Request, t *target, now time.Time, sc *scratch, recs
 	if len(body) == 0 || body[0] != '{' {
 		return nil, recs, pulse.Errorf(pulse.EINVALID, "request body: want a JSON object of features, or {\"instances\": [...]}")
 	}
-	if !jsonscan.Valid(body) && !json.Valid(body) {
+	if !req.ValidJSON && !jsonscan.Valid(body) && !json.Valid(body) {
 		var top map[string]json.RawMessage
 		err := json.Unmarshal(body, &top) // for encoding/json's own description of the fault
 		return nil, recs, pulse.Errorf(pulse.EINVALID, "request body is not valid JSON: %v", err)
 	}
-	top := sc.splitObject(body)
+	m := t.loaded.Model
+	parser := sc.parser(m)
+	// The common request, one object whose names need no decoding, is read straight from
+	// its members (top stays nil); the others through a map of them.
+	var top map[string]json.RawMessage
 	instances := append(sc.instances[:0], body)
 	batch := false
+	if !sc.obj.Split(parser, body) || sc.obj.Has("instances") {
+		top = sc.splitObject(body)
+	}
 	if raw, ok := top["instances"]; ok && len(top) == 1 {
 		batch = true
 		switch raw[0] {
@@ -358,8 +367,8 @@ func (s *Scorer) score(req *Request, t *target, now time.Time, sc *scratch, recs
 		}
 	}
 
-	m := t.loaded.Model
 	v := t.loaded.Version
+	stamp := sc.stampOf(now)
 	values := sc.valuesFor(len(m.Inputs()))
 	x := sc.scratchFor(m.Width())
 	first := len(recs)
@@ -383,14 +392,12 @@ func (s *Scorer) score(req *Request, t *target, now time.Time, sc *scratch, recs
 			if len(inst) == 0 || inst[0] != '{' {
 				return fail(pulse.FieldErrorf(pulse.EUNPROCESSABLE, name, "%s: want a JSON object of features", name))
 			}
-			fields = sc.splitObject(inst)
-		}
-		for _, name := range req.Reserved {
-			if _, ok := fields[name]; ok {
-				return fail(pulse.FieldErrorf(pulse.EUNPROCESSABLE, prefix+name, "field %q is reserved for the response", prefix+name))
+			fields = nil
+			if !sc.obj.Split(parser, inst) {
+				fields = sc.splitObject(inst)
 			}
 		}
-		warnings, err := features.Parse(m.Inputs(), fields, values, prefix, req.Strict)
+		warnings, err := sc.readInputs(parser, fields, req.Reserved, values, prefix, req.Strict)
 		if err != nil {
 			return fail(err)
 		}
@@ -403,8 +410,8 @@ func (s *Scorer) score(req *Request, t *target, now time.Time, sc *scratch, recs
 			label = 1
 		}
 		labels[label]++
-		id := uuid.Must(uuid.NewV7()).String()
-		resp := augment(inst, label, p, m.Threshold(), t.modelJSON, id, now, warnings)
+		id := uuid.Must(uuid.NewV7FromReader(sc.random)).String()
+		resp := augment(inst, label, p, m.Threshold(), t.modelJSON, id, stamp, warnings)
 		if batch {
 			responses = append(responses, resp)
 		}
@@ -522,7 +529,7 @@ func modelBlock(v *pulse.ModelVersion, alias string, live *liveMetrics) []byte {
 
 // augment returns the input object with the prediction fields appended, keeping the input's
 // own bytes (key order, number formatting) as they were sent.
-func augment(inst []byte, label int, p, threshold float64, modelJSON []byte, id string, at time.Time, warnings []string) []byte {
+func augment(inst []byte, label int, p, threshold float64, modelJSON []byte, id string, stamp []byte, warnings []string) []byte {
 	body := bytes.TrimSpace(inst[:len(inst)-1]) // drop the closing brace
 	b := make([]byte, 0, len(body)+len(modelJSON)+len(id)+160)
 	b = append(b, body...)
@@ -540,7 +547,7 @@ func augment(inst []byte, label int, p, threshold float64, modelJSON []byte, id 
 	b = append(b, `,"prediction_id":"`...)
 	b = append(b, id...)
 	b = append(b, `","scored_at":"`...)
-	b = at.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, stamp...)
 	b = append(b, '"')
 	if len(warnings) > 0 {
 		w, _ := json.Marshal(warnings)

@@ -49,7 +49,7 @@ func TestAugment(t *testing.T) {
 			if tc.p >= 0.5 {
 				label = 1
 			}
-			out := augment([]byte(tc.inst), label, tc.p, 0.5, modelJSON, id, at, tc.warnings)
+			out := augment([]byte(tc.inst), label, tc.p, 0.5, modelJSON, id, at.AppendFormat(nil, time.RFC3339Nano), tc.warnings)
 			if !json.Valid(out) {
 				t.Fatalf("not valid JSON: %s", out)
 			}

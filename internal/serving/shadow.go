@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"strconv"
 	"sync"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cloudmedical/pulse/internal/features"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/ml"
 	"github.com/cloudmedical/pulse/internal/pulse"
@@ -190,7 +190,12 @@ func (s *Scorer) scoreShadow(batch []shadowTask) {
 		}
 		m := l.Model
 		values := sc.valuesFor(len(m.Inputs()))
-		if _, err := features.Parse(m.Inputs(), sc.splitObject(t.features), values, "", false); err != nil {
+		parser := sc.parser(m)
+		var fields map[string]json.RawMessage // nil: read from sc.obj
+		if !sc.obj.Split(parser, t.features) {
+			fields = sc.splitObject(t.features)
+		}
+		if _, err := sc.readInputs(parser, fields, nil, values, "", false); err != nil {
 			sh.failures.WithLabelValues(t.model, "input").Inc()
 			s.cfg.Logger.Debug("challenger refused the input; record not scored in shadow", "model", t.model, "version", t.version, "prediction_id", t.id, "err", err)
 			continue
