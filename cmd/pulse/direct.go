@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -10,38 +11,82 @@ import (
 // directWriter writes a new file past the page cache where the system allows it (O_DIRECT on
 // Linux): scoring a big file then costs the kernel no copy of the output into the page cache
 // and no reclaiming of it later, and does not evict what else is cached (the input, say). The
-// writes go through an aligned buffer in whole blocks; the last partial block is written with
-// O_DIRECT off. Where the file system refuses O_DIRECT, it writes through the page cache.
+// bytes are gathered in aligned buffers that a goroutine of its own writes in whole blocks, so
+// that the caller goes on while the device writes (a direct write returns when the device has
+// the data); the last partial block is written with O_DIRECT off. Where the file system
+// refuses O_DIRECT, it writes through the page cache.
 type directWriter struct {
-	f      *os.File
-	buf    []byte // aligned on directAlign, of capacity directBuffer
-	direct bool
+	f    *os.File
+	buf  []byte      // being filled: aligned on directAlign, of capacity directBuffer
+	free chan []byte // buffers written, to be filled again
+	full chan []byte // buffers to write, in order
+	done chan struct{}
+	// direct is whether O_DIRECT is on; the writing goroutine owns it until done is closed.
+	direct  bool
+	mu      sync.Mutex
+	err     error // the first write error
+	stopped bool
 }
 
 const (
-	directAlign  = 4096 // a multiple of every logical block size in use
-	directBuffer = 8 << 20
+	directAlign   = 4096 // a multiple of every logical block size in use
+	directBuffer  = 4 << 20
+	directBuffers = 3 // one being filled, two being written
 )
 
-// newDirectWriter writes f from its current offset, which must be 0.
+// newDirectWriter writes f from its current offset, which must be 0. Flush or stop must be
+// called to end its goroutine.
 func newDirectWriter(f *os.File, direct bool) *directWriter {
-	w := &directWriter{f: f, direct: direct && setDirect(f, true) == nil}
-	raw := make([]byte, directBuffer+directAlign)
-	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(raw))) & (directAlign - 1))
-	w.buf = raw[off : off : off+directBuffer]
+	w := &directWriter{
+		f: f, direct: direct && setDirect(f, true) == nil,
+		free: make(chan []byte, directBuffers), full: make(chan []byte, directBuffers), done: make(chan struct{}),
+	}
+	for range directBuffers {
+		raw := make([]byte, directBuffer+directAlign)
+		off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(raw))) & (directAlign - 1))
+		w.free <- raw[off : off : off+directBuffer]
+	}
+	w.buf = <-w.free
+	go w.run()
 	return w
 }
 
+// run writes the full buffers in order; after an error it only hands them back.
+func (w *directWriter) run() {
+	defer close(w.done)
+	for b := range w.full {
+		if w.error() == nil {
+			if err := w.write(b); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+			}
+		}
+		w.free <- b[:0]
+	}
+}
+
+func (w *directWriter) error() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Write gathers p; a write error of earlier bytes is returned by a later Write or by Flush.
 func (w *directWriter) Write(p []byte) (int, error) {
+	if w.stopped {
+		return 0, errors.New("write after flush")
+	}
 	n := 0
 	for len(p) > 0 {
 		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
 		w.buf, p, n = w.buf[:len(w.buf)+k], p[k:], n+k
 		if len(w.buf) == cap(w.buf) {
-			if err := w.write(w.buf); err != nil {
+			if err := w.error(); err != nil {
 				return n, err
 			}
-			w.buf = w.buf[:0]
+			w.full <- w.buf
+			w.buf = <-w.free
 		}
 	}
 	return n, nil
@@ -69,9 +114,25 @@ func (w *directWriter) stopDirect() error {
 	return setDirect(w.f, false)
 }
 
-// Flush writes what is buffered: the whole blocks directly, the rest through the page cache
-// (O_DIRECT is off from then on).
+// stop ends the writing goroutine once it has written what it was given.
+func (w *directWriter) stop() {
+	if !w.stopped {
+		w.stopped = true
+		close(w.full)
+		<-w.done
+	}
+}
+
+// Flush writes everything and ends the writer: the whole blocks directly, the rest through
+// the page cache. Writes after it fail.
 func (w *directWriter) Flush() error {
+	if w.stopped {
+		return w.error()
+	}
+	w.stop()
+	if err := w.error(); err != nil {
+		return err
+	}
 	done := 0
 	if w.direct {
 		if whole := len(w.buf) &^ (directAlign - 1); whole > 0 {

@@ -56,6 +56,9 @@ func TestDirectWriter(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("the file has %d bytes, want the %d written", len(got), len(want))
 			}
+			if _, err := w.Write([]byte("more")); err == nil {
+				t.Errorf("a write after Flush succeeded")
+			}
 			if tc.misalign && w.direct {
 				t.Errorf("O_DIRECT still on after misaligned writes")
 			}

@@ -222,6 +222,9 @@ func (o *scoredOutput) commit() error {
 
 // abort closes the output of a failed run and removes its temporary file.
 func (o *scoredOutput) abort() {
+	if d, ok := o.flushWriter.(*directWriter); ok {
+		d.stop()
+	}
 	if o.file != nil {
 		o.file.Close()
 		if o.path != "" {
