@@ -343,8 +343,10 @@ type catCache struct {
 // catSlot is a slot of catCache's direct-mapped table.
 type catSlot struct {
 	key   uint64
-	n     int32 // the text's length
-	entry int32 // index in entries + 1; 0 for an empty slot
+	n     int32   // the text's length
+	entry int32   // index in entries + 1; 0 for an empty slot
+	known bool    // the entry's
+	term  float64 // the entry's
 }
 
 const (
@@ -376,9 +378,24 @@ func (c *catCache) lookup(b []byte) *catEntry {
 	}
 	e, i := c.find(b)
 	if i >= 0 {
-		*s = catSlot{key: key, n: int32(len(b)), entry: int32(i + 1)}
+		*s = catSlot{key: key, n: int32(len(b)), entry: int32(i + 1), known: e.known, term: e.term}
 	}
 	return e
+}
+
+// knownTerm returns the term of b when b is a known category found in the direct-mapped
+// table: a text seen before as it is (trimmed, not a missing marker). false sends b the long
+// way.
+func (c *catCache) knownTerm(b []byte) (float64, bool) {
+	key, ok := shortKey(b)
+	if !ok {
+		return 0, false
+	}
+	s := &c.slots[(key*0x9e3779b97f4a7c15)>>58]
+	if s.key == key && int(s.n) == len(b) && s.entry > 0 && s.known {
+		return s.term, true
+	}
+	return 0, false
 }
 
 // find is lookup past the direct-mapped table. It returns the entry and its index, -1 when it
@@ -577,7 +594,17 @@ func (wk *worker) processPlain(c *chunk) {
 				i++
 			}
 			if col < ncols && cols[col].kind != kindPass {
-				wk.field(col, data[fs:i])
+				// A logistic regression needs only the term of a category seen before.
+				known := false
+				if wk.lin != nil && cols[col].kind != kindNumeric {
+					var t float64
+					if t, known = cols[col].cache.knownTerm(data[fs:i]); known {
+						wk.terms[cols[col].input] = t
+					}
+				}
+				if !known {
+					wk.field(col, data[fs:i])
+				}
 			}
 			col++
 			if i >= n || data[i] == '\n' {
