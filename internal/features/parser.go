@@ -1,6 +1,7 @@
 package features
 
 import (
+	"cmp"
 	"encoding/json"
 	"math"
 	"slices"
@@ -220,15 +221,7 @@ func newCategories(cats []string) categories {
 		}
 	}
 	slices.Sort(c.strs)
-	slices.SortFunc(c.nums, func(a, b numCategory) int {
-		switch {
-		case a.bits < b.bits:
-			return -1
-		case a.bits > b.bits:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(c.nums, func(a, b numCategory) int { return cmp.Compare(a.bits, b.bits) })
 	return c
 }
 
