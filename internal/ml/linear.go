@@ -5,7 +5,9 @@ package ml
 // has seen) instead of encoding every row. The probability of a row is
 // Sigmoid(Bias + term(input 0) + term(input 1) + ...), summed in input order: the same
 // additions, in the same order, as Predict, so the result is bit-identical to Predict's (a
-// term of 0 changes nothing but the sign of a zero sum, which Sigmoid does not see).
+// term of 0 changes nothing but the sign of a zero sum, which Sigmoid does not see). Predict
+// rounds each product before adding it (never a fused multiply-add: TestScoreNotFused), so a
+// term computed apart, float64(Slope*x), is the very number it adds.
 type Linear struct {
 	Bias   float64
 	Inputs []LinearInput // in Inputs() order

@@ -18,7 +18,7 @@ func linearPredict(m *Model, l *Linear, values []Value) float64 {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
 				x = li.Median
 			}
-			term = li.Slope * x
+			term = float64(li.Slope * x)
 		case !v.Present:
 			term = li.Missing
 		default:

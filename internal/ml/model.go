@@ -292,7 +292,7 @@ func (m *Model) score(values []Value) (z float64, unknown int) {
 			if !v.Present || math.IsNaN(f) || math.IsInf(f, 0) {
 				f = in.median
 			}
-			s += lr.slope[i] * f
+			s += float64(lr.slope[i] * f) // the product rounded, never fused with the sum (ml.Linear adds it as a term)
 			k++
 		case binaryCode:
 			j := in.mode
