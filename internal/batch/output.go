@@ -45,7 +45,7 @@ func newOutput(w io.Writer, o options, l *layout) (*output, error) {
 	h := append([]byte(nil), l.header...)
 	for _, name := range []string{ColumnProbability, ColumnLabel, ColumnModelVersion} {
 		h = append(h, o.Delimiter)
-		h = append(h, name...)
+		h = appendField(h, []byte(name), o.Delimiter)
 	}
 	h = append(h, '\n')
 	if _, err := out.w.Write(h); err != nil {

@@ -465,8 +465,11 @@ type worker struct {
 
 	cols        []colSpec
 	markerStart [256]bool // first bytes of the missing markers
-	values      []ml.Value
-	scratch     []float64
+	// plainNumbers: the delimiter is none of the characters of a number, so numeric cells
+	// may be read while the record is split, and the output's numbers need no quotes.
+	plainNumbers bool
+	values       []ml.Value
+	scratch      []float64
 	// lin, for a logistic regression, has the terms the row's cells resolve to (terms, per
 	// input); the score is their sum, without encoding the row (see ml.Linear).
 	lin     *ml.Linear
@@ -510,6 +513,7 @@ func newWorker(o *options, l *layout, pw *parquet.Writer) *worker {
 			wk.markerStart[m[0]] = true
 		}
 	}
+	wk.plainNumbers = !strings.ContainsRune("0123456789+-.e", rune(o.Delimiter))
 	wk.version = append([]byte{o.Delimiter}, strconv.Itoa(o.Version)...)
 	wk.version = append(wk.version, '\n')
 	return wk
@@ -577,8 +581,9 @@ func (wk *worker) processPlain(c *chunk) {
 		col := 0
 		for {
 			fs := i
-			if col < ncols && cols[col].kind == kindNumeric {
-				// Most numeric cells are plain decimals: read while found.
+			if col < ncols && cols[col].kind == kindNumeric && wk.plainNumbers && (i == n || !wk.markerStart[data[i]]) {
+				// Most numeric cells are plain decimals: read while found (unless the cell
+				// may be a missing marker).
 				if f, end, ok := scanDecimal(data, i); ok && (end == n || data[end] == delim || data[end] == '\n') {
 					wk.number(cols[col].input, f)
 					i = end
@@ -725,7 +730,7 @@ func (wk *worker) number(input int, f float64) {
 	v := &wk.values[input]
 	v.Num, v.Present = f, true
 	if wk.lin != nil {
-		wk.terms[input] = wk.lin.Inputs[input].Slope * f
+		wk.terms[input] = float64(wk.lin.Inputs[input].Slope * f) // rounded, as Predict does
 	}
 }
 
@@ -799,6 +804,9 @@ func (wk *worker) score(c *chunk) float64 {
 
 // appendScore appends the three output columns and the line ending.
 func (wk *worker) appendScore(out []byte, p float64) []byte {
+	if !wk.plainNumbers {
+		return wk.appendScoreQuoted(out, p)
+	}
 	out = append(out, wk.delim)
 	out = appendProbability(out, p)
 	out = append(out, wk.delim)
@@ -808,6 +816,23 @@ func (wk *worker) appendScore(out []byte, p float64) []byte {
 		out = append(out, '0')
 	}
 	return append(out, wk.version...)
+}
+
+// appendScoreQuoted is appendScore for a delimiter that can be part of a number: each output
+// field is quoted when it holds the delimiter.
+func (wk *worker) appendScoreQuoted(out []byte, p float64) []byte {
+	var buf [32]byte
+	out = append(out, wk.delim)
+	out = appendField(out, appendProbability(buf[:0], p), wk.delim)
+	label := byte('0')
+	if p >= wk.thr {
+		label = '1'
+	}
+	out = append(out, wk.delim)
+	out = appendField(out, []byte{label}, wk.delim)
+	out = append(out, wk.delim)
+	out = appendField(out, strconv.AppendInt(buf[:0], int64(wk.o.Version), 10), wk.delim)
+	return append(out, '\n')
 }
 
 // appendParquet appends the current row as Parquet values.

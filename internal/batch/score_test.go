@@ -3,9 +3,11 @@ package batch
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -347,6 +349,61 @@ func TestScoreMissingMarkers(t *testing.T) {
 	if got, want := readCSV(t, out)[1][14], readCSV(t, missing)[1][14]; got != want {
 		t.Errorf("probability with the marker: got %s, want %s (the empty cell)", got, want)
 	}
+}
+
+// TestScoreNumericMissingMarkers: a marker that reads as a number ("-999", "0") makes a
+// numeric cell missing, quoted or not, for every algorithm.
+func TestScoreNumericMissingMarkers(t *testing.T) {
+	for _, alg := range []string{"logreg", "gbdt"} {
+		m := trained(t, alg)
+		row := "-999,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0,6.0,0\n"
+		opts := Options{Model: m, MissingMarkers: []string{"?", "-999", "0"}}
+		missing, _ := score(t, []byte(badHeader+"?,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,?,6.0,0\n"), Options{Model: m})
+		want := readCSV(t, missing)[1][14]
+		for _, input := range []string{badHeader + row, badHeader + `"-999",1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,"0",6.0,0` + "\n"} {
+			out, _ := score(t, []byte(input), opts)
+			if got := readCSV(t, out)[1][14]; got != want {
+				t.Errorf("%s, %q: got %s, want %s (age and ca missing)", alg, input[len(badHeader):], got, want)
+			}
+		}
+	}
+}
+
+// TestScoreDelimiterInNumbers: a delimiter that can be part of a number ("-", ".", "e", a
+// digit) still separates the cells, an empty cell included, and the output reads back with it
+// (the fields that hold it are quoted).
+func TestScoreDelimiterInNumbers(t *testing.T) {
+	m := trained(t, "logreg")
+	header := strings.Split("age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,num", ",")
+	row := strings.Split("63,1,4,140,260,0,2,150,0,,2,0,-3.5,1", ",")
+	input := func(d byte) []byte {
+		var b bytes.Buffer
+		w := csv.NewWriter(&b)
+		w.Comma = rune(d)
+		w.WriteAll([][]string{header, row}) // fields holding d are quoted
+		return b.Bytes()
+	}
+	want, _ := score(t, input(';'), Options{Model: m, Delimiter: ';'})
+	wantRecs := readDelimited(t, want, ';')
+	for _, d := range []string{"-", ".", "e", "7", "1"} {
+		got, _ := score(t, input(d[0]), Options{Model: m, Delimiter: d[0]})
+		recs := readDelimited(t, got, d[0])
+		if !slices.Equal(recs[0], wantRecs[0]) || !slices.Equal(recs[1], wantRecs[1]) {
+			t.Errorf("delimiter %q: got %q, want %q", d, recs, wantRecs)
+		}
+	}
+}
+
+// readDelimited reads the output of a run with delimiter d.
+func readDelimited(t *testing.T, b []byte, d byte) [][]string {
+	t.Helper()
+	r := csv.NewReader(bytes.NewReader(b))
+	r.Comma = rune(d)
+	recs, err := r.ReadAll()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("delimiter %q: the output does not read back (%v): %s", d, err, b)
+	}
+	return recs
 }
 
 // TestScoreDelimiter: a semicolon-separated file scores as the comma-separated one, with the
