@@ -26,6 +26,7 @@ type directWriter struct {
 	mu      sync.Mutex
 	err     error // the first write error
 	stopped bool
+	flushed bool // Flush wrote everything
 }
 
 const (
@@ -126,10 +127,28 @@ func (w *directWriter) stop() {
 // Flush writes everything and ends the writer: the whole blocks directly, the rest through
 // the page cache. Writes after it fail.
 func (w *directWriter) Flush() error {
+	if w.flushed {
+		return nil
+	}
 	if w.stopped {
-		return w.error()
+		if err := w.error(); err != nil {
+			return err
+		}
+		return errors.New("flush of a stopped writer")
 	}
 	w.stop()
+	if err := w.flushTail(); err != nil {
+		w.mu.Lock()
+		w.err = err
+		w.mu.Unlock()
+		return err
+	}
+	w.flushed = true
+	return nil
+}
+
+// flushTail writes what is left once the goroutine has ended.
+func (w *directWriter) flushTail() error {
 	if err := w.error(); err != nil {
 		return err
 	}

@@ -59,9 +59,50 @@ func TestDirectWriter(t *testing.T) {
 			if _, err := w.Write([]byte("more")); err == nil {
 				t.Errorf("a write after Flush succeeded")
 			}
+			if err := w.Flush(); err != nil {
+				t.Errorf("a second Flush: %v", err)
+			}
 			if tc.misalign && w.direct {
 				t.Errorf("O_DIRECT still on after misaligned writes")
 			}
 		})
+	}
+}
+
+// TestDirectWriterErrors: a failed write fails Write or Flush and every later Flush; a writer
+// stopped without Flush (a failed run) refuses to flush.
+func TestDirectWriterErrors(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := newDirectWriter(f, true)
+	_, werr := w.Write(make([]byte, 3*directBuffer+10))
+	ferr := w.Flush()
+	if werr == nil && ferr == nil {
+		t.Fatalf("writes to a read-only file: Write and Flush succeeded")
+	}
+	if err := w.Flush(); err == nil {
+		t.Errorf("a second Flush after a failed one succeeded")
+	}
+
+	g, err := os.Create(filepath.Join(dir, "stopped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	w = newDirectWriter(g, true)
+	if _, err := w.Write([]byte("scored rows")); err != nil {
+		t.Fatal(err)
+	}
+	w.stop()
+	if err := w.Flush(); err == nil {
+		t.Errorf("Flush after stop succeeded")
 	}
 }
