@@ -64,6 +64,8 @@ type ServeConfig struct {
 	SigningKey string
 	// FeedbackRetention is how old a prediction may be and still be joined to its label.
 	FeedbackRetention time.Duration
+	// MaxLoadedVersions bounds the model versions kept loaded in memory (registry).
+	MaxLoadedVersions int
 	// Evaluation configures continuous evaluation (evaluate.go).
 	Evaluation EvaluationConfig
 }
@@ -121,6 +123,7 @@ func (m *ServeMain) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain requests in flight on shutdown")
 	fs.DurationVar(&c.WALSegmentAge, "lake-flush-interval", 5*time.Second, "how often scored records are compacted from the write-ahead log to Parquet")
 	fs.DurationVar(&c.FeedbackRetention, "feedback-retention", feedback.DefaultRetention, "labels are joined to predictions made within this long before (by the time in the prediction id); older ones are reported unknown")
+	fs.IntVar(&c.MaxLoadedVersions, "max-loaded-versions", registry.DefaultMaxLoadedVersions, "model versions kept loaded in memory, the least recently used dropped first (read again from the artifact store when next used)")
 	fs.StringVar(&c.SigningKey, "signing-key", envOr("PULSE_SIGNING_KEY", ""), "Ed25519 private key (PKCS#8 PEM) that signs model bundles; give every server the same file (env PULSE_SIGNING_KEY; default <data-dir>/keys/bundle-signing.pem, generated on first start)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -199,6 +202,8 @@ func (m *ServeMain) open(ctx context.Context) error {
 		Logger:       m.log.With("component", "registry"),
 		PulseVersion: Version,
 		GitCommit:    gitCommit(),
+
+		MaxLoadedVersions: c.MaxLoadedVersions,
 	}
 	if m.bus != nil {
 		rcfg.Notifier = m.bus

@@ -42,11 +42,12 @@ func (s *Service) writeProfile(ctx context.Context, artifactKey string, m *ml.Mo
 // Profile returns the training profile of a version (see monitor.Profile): the reference
 // distribution that drift compares recent traffic with. ENOTFOUND when the version does not
 // exist or has no profile (it was trained before profiles were recorded, or is a snapshot of
-// an online follower). Profiles never change, so each is read once and kept.
+// an online follower). Profiles never change, so each is read once and kept (as loaded versions
+// are: Config.MaxLoadedVersions of them).
 func (s *Service) Profile(ctx context.Context, model string, version int) (*monitor.Profile, error) {
 	k := versionKey{model, version}
-	if p, ok := s.profiles.Load(k); ok {
-		return p.(*monitor.Profile), nil
+	if p, ok := s.profiles.get(k); ok {
+		return p, nil
 	}
 	v, err := s.cfg.Store.GetVersion(ctx, model, version)
 	if err != nil {
@@ -67,6 +68,5 @@ func (s *Service) Profile(ctx context.Context, model string, version int) (*moni
 	if err := p.Validate(); err != nil {
 		return nil, pulse.Errorf(pulse.EINTERNAL, "model %s version %d: profile %s: %v", model, version, key, err)
 	}
-	actual, _ := s.profiles.LoadOrStore(k, &p)
-	return actual.(*monitor.Profile), nil
+	return s.profiles.add(k, &p), nil
 }

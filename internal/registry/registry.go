@@ -24,6 +24,7 @@ import (
 
 	"github.com/cloudmedical/pulse/internal/blobstore"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/monitor"
 	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
@@ -50,7 +51,15 @@ type Config struct {
 	// Notifier, when set, hears of every registered version and moved alias (pulse serve
 	// publishes them on the model.events topic).
 	Notifier Notifier
+	// MaxLoadedVersions bounds the versions kept loaded (and their training profiles), the
+	// least recently used going first; a version dropped is read and verified again when
+	// next used. Default DefaultMaxLoadedVersions.
+	MaxLoadedVersions int
 }
+
+// DefaultMaxLoadedVersions is Config.MaxLoadedVersions' default: room for the champions,
+// challengers and recent snapshots of many models.
+const DefaultMaxLoadedVersions = 256
 
 // Notifier receives the registry's domain events after they are stored. It must not block:
 // a slow or failing notifier does not fail the operation.
@@ -65,7 +74,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu     sync.Mutex // guards loads in flight and alias moves
-	loaded sync.Map   // versionKey -> *Loaded
+	loaded *versionCache[*Loaded]
 	// aliases maps model name -> map[alias]version, replaced whole on every change so that
 	// readers never lock.
 	aliases atomic.Pointer[map[string]map[string]int]
@@ -77,8 +86,8 @@ type Service struct {
 	regMu sync.Mutex
 	// live maps model name -> *Loaded: the live model an online follower publishes.
 	live sync.Map
-	// profiles maps versionKey -> *monitor.Profile: training profiles read once.
-	profiles sync.Map
+	// profiles are the training profiles read (they never change).
+	profiles *versionCache[*monitor.Profile]
 }
 
 // Loaded is a version with its artifact decoded and verified, ready to score.
@@ -106,7 +115,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger}
+	if cfg.MaxLoadedVersions <= 0 {
+		cfg.MaxLoadedVersions = DefaultMaxLoadedVersions
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger,
+		loaded:   &versionCache[*Loaded]{max: cfg.MaxLoadedVersions},
+		profiles: &versionCache[*monitor.Profile]{max: cfg.MaxLoadedVersions}}
 	if err := s.reloadAliases(ctx); err != nil {
 		return nil, err
 	}
@@ -424,7 +438,7 @@ func (s *Service) Train(ctx context.Context, model string, req TrainRequest) (*p
 	if err := s.cfg.Store.CreateVersion(ctx, v); err != nil {
 		return nil, err
 	}
-	s.loaded.Store(versionKey{model, v.Version}, &Loaded{Version: v, Model: res.Model})
+	s.loaded.set(versionKey{model, v.Version}, &Loaded{Version: v, Model: res.Model})
 	s.log.Info("model version registered", "model", model, "version", v.Version, "algorithm", v.Algorithm,
 		"dataset", d.ID, "artifact", key, "holdout_roc_auc", rocAUC(v.Metrics.Holdout), "cv_roc_auc", cvAUC(v.Metrics.CV))
 	if s.cfg.Notifier != nil {
@@ -554,8 +568,8 @@ func (s *Service) Resolve(model, alias string) (int, bool) {
 // Load returns a loaded version, reading and verifying its artifact once.
 func (s *Service) Load(ctx context.Context, model string, version int) (*Loaded, error) {
 	k := versionKey{model, version}
-	if l, ok := s.loaded.Load(k); ok {
-		return l.(*Loaded), nil
+	if l, ok := s.loaded.get(k); ok {
+		return l, nil
 	}
 	v, err := s.cfg.Store.GetVersion(ctx, model, version)
 	if err != nil {
@@ -573,9 +587,7 @@ func (s *Service) Load(ctx context.Context, model string, version int) (*Loaded,
 		// A stored artifact that does not verify is a fault of the store, not of the request.
 		return nil, pulse.Errorf(pulse.EINTERNAL, "model %s version %d: artifact %s: %v", model, version, v.ArtifactKey, err)
 	}
-	l := &Loaded{Version: v, Model: m}
-	actual, _ := s.loaded.LoadOrStore(k, l)
-	return actual.(*Loaded), nil
+	return s.loaded.add(k, &Loaded{Version: v, Model: m}), nil
 }
 
 // Artifact returns a version's stored artifact bytes.
@@ -656,7 +668,7 @@ func (s *Service) RegisterStreamVersion(ctx context.Context, m *ml.Model, base *
 	if err := s.cfg.Store.CreateVersion(ctx, v); err != nil {
 		return nil, err
 	}
-	s.loaded.Store(versionKey{model, v.Version}, &Loaded{Version: v, Model: m})
+	s.loaded.set(versionKey{model, v.Version}, &Loaded{Version: v, Model: m})
 	s.log.Info("stream snapshot registered", "model", model, "version", v.Version, "records", stream.Records,
 		"topic", stream.Topic, "artifact", key)
 	if s.cfg.Notifier != nil {

@@ -829,3 +829,37 @@ func TestTrainIngestWindow(t *testing.T) {
 		t.Errorf("bad window: got field %q", pe.Field)
 	}
 }
+
+// TestLoadedVersionsBounded: with room for two loaded versions, a third drops the least
+// recently used one, which is read from the artifact store again when next used (so a
+// missing artifact then fails it), while the kept ones are served from memory.
+func TestLoadedVersionsBounded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	register(t, e.svc, "heart", readCleveland(t))
+	var versions []*pulse.ModelVersion
+	for seed := range 3 {
+		versions = append(versions, train(t, e.svc, "hd", "heart", uint64(seed+1)))
+	}
+	svc, err := registry.New(ctx, registry.Config{Store: e.db, Blobs: e.blobs, Lake: e.lake, MaxLoadedVersions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int{1, 2, 1, 3} { // 2 is then the least recently used
+		if _, err := svc.Load(ctx, "hd", v); err != nil {
+			t.Fatalf("load version %d: %v", v, err)
+		}
+	}
+	for _, v := range versions {
+		if err := e.blobs.Bucket.Delete(ctx, v.ArtifactKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range []int{1, 3} {
+		if l, err := svc.Load(ctx, "hd", v); err != nil || l.Version.Version != v {
+			t.Errorf("version %d, kept: got %v, %v", v, l, err)
+		}
+	}
+	_, err = svc.Load(ctx, "hd", 2)
+	wantCode(t, "load of the dropped version 2 without its artifact", err, pulse.EINTERNAL)
+}

@@ -464,6 +464,9 @@ type block struct {
 	json []byte
 }
 
+// maxBlocks bounds the cached model blocks: past it the cache starts again empty.
+const maxBlocks = 1024
+
 // modelJSON returns the model block of v served through alias, from the cache unless its
 // live metrics changed since it was built.
 func (s *Scorer) modelJSON(v *pulse.ModelVersion, alias string) []byte {
@@ -485,6 +488,9 @@ func (s *Scorer) modelJSON(v *pulse.ModelVersion, alias string) []byte {
 	b := &block{gen: gen, json: modelBlock(v, alias, live)}
 	s.blockMu.Lock()
 	old := *s.blocks.Load()
+	if len(old) >= maxBlocks {
+		old = nil // versions come and go (retraining, snapshots): start again from those in use
+	}
 	next := make(map[blockKey]*block, len(old)+1)
 	for k, v := range old {
 		next[k] = v

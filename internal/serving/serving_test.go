@@ -622,3 +622,26 @@ func BenchmarkPredict(b *testing.B) {
 		}
 	}
 }
+
+// TestModelBlocksBounded: the cache of model blocks never holds more than maxBlocks, and a
+// block built after the cache started again is the same as before.
+func TestModelBlocksBounded(t *testing.T) {
+	e := newTestEnv(t, 0)
+	sc, err := New(Config{Models: e.reg, Sink: noopSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &pulse.ModelVersion{Model: "m", Algorithm: "logreg", Threshold: 0.5}
+	first := string(sc.modelJSON(v, "champion"))
+	for i := 1; i <= 3*maxBlocks; i++ {
+		w := *v
+		w.Version = i
+		sc.modelJSON(&w, "")
+		if n := len(*sc.blocks.Load()); n > maxBlocks {
+			t.Fatalf("after %d versions: %d blocks cached, want at most %d", i, n, maxBlocks)
+		}
+	}
+	if got := string(sc.modelJSON(v, "champion")); got != first {
+		t.Errorf("block built again: got %s, want %s", got, first)
+	}
+}
