@@ -281,36 +281,50 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 }
 
 // startFeedback starts the consumer of the feedback topic (group pulse-feedback): each event
-// is one label, joined by svc as POST /v1/feedback joins it. An unknown prediction or an
-// invalid value is refused, so the consumer dead-letters the event with the reason; a
-// duplicate (labelled before, or a redelivery) is counted by svc and committed. No seen-event
-// filter: the outcomes table itself makes a repeat harmless.
+// is one label, joined by svc as POST /v1/feedback joins it, the events of a poll in one
+// Submit (one durable append). An unknown prediction or an invalid value is refused, so the
+// consumer dead-letters the event with the reason; a duplicate (labelled before, or a
+// redelivery) is counted by svc and committed. No seen-event filter: the outcomes table itself
+// makes a repeat harmless.
 func (b *eventBus) startFeedback(ctx context.Context, svc *feedback.Service) error {
-	handle := func(ctx context.Context, e events.Event) error {
-		var d struct {
-			PredictionID string          `json:"prediction_id"`
-			Label        json.RawMessage `json:"label"`
-			ObservedAt   string          `json:"observed_at"`
+	batch := func(ctx context.Context, es []events.Event) []error {
+		errs := make([]error, len(es))
+		items := make([]feedback.Feedback, 0, len(es))
+		at := make([]int, 0, len(es)) // the event of each item
+		for i, e := range es {
+			var d struct {
+				PredictionID string          `json:"prediction_id"`
+				Label        json.RawMessage `json:"label"`
+				ObservedAt   string          `json:"observed_at"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				errs[i] = pulse.Errorf(pulse.EUNPROCESSABLE, "feedback data: %v", err)
+				continue
+			}
+			items = append(items, feedback.Feedback{PredictionID: d.PredictionID, Label: d.Label, ObservedAt: d.ObservedAt,
+				Source: feedback.SourceKafka, ID: e.ID})
+			at = append(at, i)
 		}
-		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return pulse.Errorf(pulse.EUNPROCESSABLE, "feedback data: %v", err)
+		if len(items) == 0 {
+			return errs
 		}
-		rs, err := svc.Submit(ctx, []feedback.Feedback{{PredictionID: d.PredictionID, Label: d.Label, ObservedAt: d.ObservedAt,
-			Source: feedback.SourceKafka, ID: e.ID}})
-		if err != nil {
-			return err // the lake could not store the outcome: retried
+		rs, err := svc.Submit(ctx, items)
+		for j, i := range at {
+			switch {
+			case err != nil:
+				errs[i] = err // the lake could not store the outcomes: handled again, one by one
+			case rs[j].Status == feedback.Unknown:
+				errs[i] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, "prediction_id", "unknown prediction: %s", rs[j].Reason)
+			case rs[j].Status == feedback.Invalid:
+				errs[i] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, rs[j].Field, "%s", rs[j].Reason)
+			}
 		}
-		switch r := rs[0]; r.Status {
-		case feedback.Unknown:
-			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "prediction_id", "unknown prediction: %s", r.Reason)
-		case feedback.Invalid:
-			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, r.Field, "%s", r.Reason)
-		}
-		return nil
+		return errs
 	}
+	handle := func(ctx context.Context, e events.Event) error { return batch(ctx, []events.Event{e})[0] }
 	cons, err := events.NewConsumer(events.ConsumerConfig{
 		ClientOpts: b.conn.Opts, Group: "pulse-feedback", Topic: b.topics.Name(events.TopicFeedback), Types: []string{events.TypeFeedback},
-		Handler: handle, Logger: b.log.With("component", "events", "topic", events.TopicFeedback), Registerer: b.metrics,
+		Handler: handle, Batch: batch, Logger: b.log.With("component", "events", "topic", events.TopicFeedback), Registerer: b.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: feedback consumer: %w", err)

@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cloudmedical/pulse/internal/events"
 	"github.com/cloudmedical/pulse/internal/example"
+	"github.com/cloudmedical/pulse/internal/feedback"
 	"github.com/cloudmedical/pulse/internal/kafka"
 	"github.com/cloudmedical/pulse/internal/lake"
 	"github.com/cloudmedical/pulse/internal/registry"
@@ -516,4 +518,79 @@ func TestStartScoringRefusesNegativeCounts(t *testing.T) {
 	if err := b.startScoring(context.Background(), EventsConfig{}, nil); err != nil || len(b.scorers) != 0 {
 		t.Errorf("zero consumers: got %v and %d consumers", err, len(b.scorers))
 	}
+}
+
+// BenchmarkFeedbackConsumer measures ground truth over Kafka: b.N labels, each for a
+// different stored prediction, produced on the feedback topic; the feedback consumer joins
+// them to their predictions and stores the outcomes durably (the embedded broker and the lake
+// fsyncing as in pulse serve). It reports labels/s from the first label sent to the last one
+// committed. Example:
+//
+//	go test -run '^$' -bench FeedbackConsumer -benchtime 100000x ./cmd/pulse
+func BenchmarkFeedbackConsumer(b *testing.B) {
+	e := newAsyncEnv(b, false, EventsConfig{ScoreConsumers: 1})
+	ctx := context.Background()
+	n := b.N
+	now := time.Now().UTC()
+	ids := make([]string, n)
+	for start := 0; start < n; start += 1000 {
+		var recs []lake.Prediction
+		for i := start; i < min(n, start+1000); i++ {
+			id, err := uuid.NewV7()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids[i] = id.String()
+			recs = append(recs, lake.Prediction{PredictionID: ids[i], ScoredAt: now, Model: example.HeartDisease, Version: 1,
+				Probability: 0.7, Threshold: 0.5, Label: 1, Features: []byte(`{"age":63}`), Response: []byte(`{}`)})
+		}
+		if err := e.lake.AppendPredictions(ctx, recs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc, err := feedback.New(feedback.Config{Lake: e.lake})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.bus.startFeedback(ctx, svc); err != nil {
+		b.Fatal(err)
+	}
+	topic := e.bus.topics.Name(events.TopicFeedback)
+	handled := func() float64 {
+		mfs, err := e.bus.metrics.(*prometheus.Registry).Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "pulse_events_handled_total" {
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "topic" && l.GetValue() == topic {
+							return m.GetCounter().GetValue()
+						}
+					}
+				}
+			}
+		}
+		return 0
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i, id := range ids {
+		v := fmt.Appendf(nil, `{"specversion":"1.0","id":"fb-%d","source":"/lab/1","type":"com.cloudmedical.pulse.feedback","data":{"prediction_id":%q,"label":1,"observed_at":%q}}`,
+			i, id, now.Format(time.RFC3339))
+		e.client.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(id[:8]), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for handled() < float64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("handled %v of %d labels", handled(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "labels/s")
 }

@@ -270,6 +270,98 @@ func brokerSuite(t *testing.T, brokers func(testing.TB) string) {
 	t.Run("CrashRedeliversIdempotently", func(t *testing.T) { testCrash(t, newEnv(t, b)) })
 	t.Run("GracefulStopCommits", func(t *testing.T) { testGracefulStop(t, newEnv(t, b)) })
 	t.Run("KcatProducesConsumerSees", func(t *testing.T) { testKcat(t, newEnv(t, b)) })
+	t.Run("BatchHandler", func(t *testing.T) { testBatch(t, newEnv(t, b)) })
+}
+
+// testBatch: with a batch handler the valid events of a poll arrive in one call, in order
+// (malformed ones dead-lettered around them); an event it refuses is dead-lettered, one it
+// failed is handled again alone through Handler; every record is committed.
+func testBatch(t *testing.T, e *env) {
+	topic := e.topics.Name(TopicFeedback)
+	var evs []Event
+	var values []string
+	for i := range 40 {
+		evs = append(evs, feedback(t, i))
+		b, _ := evs[i].Marshal()
+		values = append(values, string(b))
+		if i == 5 {
+			values = append(values, `{"specversion":"1.0", not json`)
+		}
+	}
+	e.produceRaw(topic, values...) // one key: one partition, in order
+	refused, failed := evs[7].ID, evs[11].ID
+	var mu sync.Mutex
+	var calls [][]string
+	var alone []string
+	batch := func(_ context.Context, es []Event) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, ids(es))
+		errs := make([]error, len(es))
+		for i, ev := range es {
+			switch ev.ID {
+			case refused:
+				errs[i] = pulse.Errorf(pulse.EUNPROCESSABLE, "unknown prediction")
+			case failed:
+				errs[i] = errors.New("store briefly unavailable")
+			}
+		}
+		return errs
+	}
+	handler := func(_ context.Context, ev Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		alone = append(alone, ev.ID)
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	c := e.consumer(ConsumerConfig{Topic: topic, Types: []string{TypeFeedback}, Handler: handler, Batch: batch, Registerer: reg, Backoff: time.Millisecond})
+	eventually(t, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, call := range calls {
+			n += len(call)
+		}
+		return n == len(evs) && len(alone) == 1
+	})
+	stop(t, c)
+	if got := e.committed(c.cfg.Group, topic); got != int64(len(values)) {
+		t.Errorf("committed offset: got %d, want %d (every record)", got, len(values))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var all []string
+	for _, call := range calls {
+		all = append(all, call...)
+	}
+	if !slices.Equal(all, ids(evs)) {
+		t.Errorf("the batch handler got %v, want every valid event once, in order", all)
+	}
+	if len(calls) >= len(evs) {
+		t.Errorf("the batch handler was called %d times for %d events: not in batches", len(calls), len(evs))
+	}
+	if !slices.Equal(alone, []string{failed}) {
+		t.Errorf("handled alone: got %v, want only the failed event %s", alone, failed)
+	}
+	dls := e.readAll(DLQTopic(topic), 2)
+	var reasons []string
+	for _, r := range dls {
+		var dl DeadLetter
+		if err := json.Unmarshal(r.Value, &dl); err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, dl.Reason+":"+dl.EventID)
+	}
+	if want := []string{ReasonMalformed + ":", ReasonRejected + ":" + refused}; !slices.Equal(reasons, want) {
+		t.Errorf("dead letters: got %v, want %v", reasons, want)
+	}
+	if got := testutil.ToFloat64(c.m.handled.WithLabelValues(topic, c.cfg.Group)); got != 39 {
+		t.Errorf("handled_total: got %v, want 39", got)
+	}
+	if _, err := NewConsumer(ConsumerConfig{ClientOpts: e.opts, Group: "g", Topic: topic, Handler: handler, Batch: batch, Seen: NewMemorySeen(10)}); pulse.ErrorCode(err) != pulse.EINVALID {
+		t.Errorf("batch handler with a seen filter: got %v, want an invalid error", err)
+	}
 }
 
 func testRoundTrip(t *testing.T, e *env) {

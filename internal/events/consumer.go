@@ -24,6 +24,13 @@ import (
 // Any other error is retried with backoff.
 type Handler func(ctx context.Context, e Event) error
 
+// BatchHandler applies the events of one partition's poll at once, in order, and returns one
+// error per event, with Handler's meaning: nil when its effect is durable; an EINVALID or
+// EUNPROCESSABLE error sends it to the dead-letter topic; any other error has it handled
+// again alone, through Handler, with retries. A store that appends durably in groups (one
+// fsync per call) thus takes a whole poll in one write.
+type BatchHandler func(ctx context.Context, events []Event) []error
+
 // Dead-letter reasons, in the DeadLetter envelope and the HeaderDLQReason header.
 const (
 	ReasonMalformed = "malformed" // not a valid event: JSON, envelope, unknown type, data schema
@@ -67,6 +74,9 @@ type ConsumerConfig struct {
 	Types []string
 	// Handler applies each event. Required.
 	Handler Handler
+	// Batch, when set, applies the events of each poll first (see BatchHandler); Handler
+	// then only retries those it failed. Not with Seen.
+	Batch BatchHandler
 	// Seen filters events whose id had its effect already; nil handles every delivery.
 	Seen Seen
 	// MaxAttempts of the handler per event before it goes to the dead-letter topic; 5 when zero.
@@ -108,6 +118,8 @@ func (c *ConsumerConfig) defaults() error {
 		return pulse.FieldErrorf(pulse.EINVALID, "max_attempts", "events: consumer: got %d max attempts, want at least 1", c.MaxAttempts)
 	case c.Backoff < 0 || c.MaxBackoff < c.Backoff:
 		return pulse.FieldErrorf(pulse.EINVALID, "backoff", "events: consumer: want 0 <= backoff <= max backoff")
+	case c.Batch != nil && c.Seen != nil:
+		return pulse.FieldErrorf(pulse.EINVALID, "batch", "events: consumer: a batch handler cannot be used with a seen-event filter")
 	case c.MaxBatch < 1:
 		return pulse.FieldErrorf(pulse.EINVALID, "max_batch", "events: consumer: got max batch %d, want at least 1", c.MaxBatch)
 	}
@@ -205,6 +217,10 @@ func (c *Consumer) run() error {
 			if stopErr != nil {
 				return
 			}
+			if c.cfg.Batch != nil {
+				done, stopErr = c.processBatch(p.Records, done, log)
+				return
+			}
 			for _, r := range p.Records {
 				c.consumed.Inc()
 				if err := c.process(r, log); err != nil {
@@ -237,16 +253,109 @@ func (c *Consumer) run() error {
 // process handles one record to the end: handled, duplicate, or dead-lettered. It returns
 // errStopping when the consumer stops first; the record is then not committed.
 func (c *Consumer) process(r *kgo.Record, log *slog.Logger) error {
-	ctx := c.workCtx
+	e, err := c.parse(r)
+	if err != nil {
+		return c.deadLetter(r, ReasonMalformed, "", 0, err, log)
+	}
+	return c.retry(r, e, 1, log)
+}
+
+// parse reads a record as an event of one of the consumer's types.
+func (c *Consumer) parse(r *kgo.Record) (Event, error) {
 	e, err := Parse(r.Value)
 	if err == nil && len(c.cfg.Types) > 0 && !slices.Contains(c.cfg.Types, e.Type) {
 		err = pulse.FieldErrorf(pulse.EUNPROCESSABLE, "type", "attribute \"type\": got %q, want one of %q on topic %s", e.Type, c.cfg.Types, c.cfg.Topic)
 	}
-	if err != nil {
-		return c.deadLetter(r, ReasonMalformed, "", 0, err, log)
+	return e, err
+}
+
+// processBatch handles the records of one partition's poll as process does, the valid events
+// through one call of the batch handler first. It appends the records finished, a prefix of
+// records, to done; errStopping when the consumer stops before the end.
+func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *slog.Logger) ([]*kgo.Record, error) {
+	evs := make([]Event, 0, len(records))
+	perr := make([]error, len(records))
+	for i, r := range records {
+		c.consumed.Inc()
+		e, err := c.parse(r)
+		if perr[i] = err; err == nil {
+			evs = append(evs, e)
+		}
 	}
+	var herrs []error
+	if len(evs) > 0 {
+		herrs = c.callBatch(c.workCtx, evs)
+	}
+	j, slept := 0, false
+	for i, r := range records {
+		if perr[i] != nil {
+			if err := c.deadLetter(r, ReasonMalformed, "", 0, perr[i], log); err != nil {
+				return done, err
+			}
+			done = append(done, r)
+			continue
+		}
+		e, herr := evs[j], herrs[j]
+		j++
+		switch code := pulse.ErrorCode(herr); {
+		case herr == nil:
+			c.handled.Inc()
+		case code == pulse.EINVALID || code == pulse.EUNPROCESSABLE:
+			c.m.handlerErrors.WithLabelValues(c.cfg.Topic, c.cfg.Group).Inc()
+			if err := c.deadLetter(r, ReasonRejected, e.ID, 1, herr, log); err != nil {
+				return done, err
+			}
+		default:
+			if c.workCtx.Err() != nil {
+				return done, errStopping
+			}
+			c.m.handlerErrors.WithLabelValues(c.cfg.Topic, c.cfg.Group).Inc()
+			if c.cfg.MaxAttempts == 1 {
+				if err := c.deadLetter(r, ReasonHandler, e.ID, 1, herr, log); err != nil {
+					return done, err
+				}
+				break
+			}
+			log.Warn("batch handler failed on an event; handling it alone", "id", e.ID, "type", e.Type, "err", herr)
+			if !slept { // once per batch: the failure was most likely the whole call's
+				if slept = true; !c.sleep(c.backoff(1)) {
+					return done, errStopping
+				}
+			}
+			if err := c.retry(r, e, 2, log); err != nil {
+				return done, err
+			}
+		}
+		done = append(done, r)
+	}
+	return done, nil
+}
+
+// callBatch runs the batch handler, turning a panic or a wrong number of results into an
+// error for every event (handled again alone).
+func (c *Consumer) callBatch(ctx context.Context, evs []Event) (errs []error) {
+	defer func() {
+		if p := recover(); p != nil {
+			errs = nil
+			c.cfg.Logger.Error("batch handler panicked", "events", len(evs), "panic", p)
+		}
+		if len(errs) != len(evs) {
+			err := fmt.Errorf("events: batch handler gave %d results for %d events", len(errs), len(evs))
+			errs = make([]error, len(evs))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+	}()
+	return c.cfg.Batch(ctx, evs)
+}
+
+// retry runs the handler on e from attempt on, with backoff, until it succeeds or the event
+// is dead-lettered; errStopping when the consumer stops first.
+func (c *Consumer) retry(r *kgo.Record, e Event, attempt int, log *slog.Logger) error {
+	ctx := c.workCtx
 	var herr error
-	for attempt := 1; ; attempt++ {
+	for ; ; attempt++ {
 		if c.pollCtx.Err() != nil && attempt > 1 {
 			return errStopping // stopping: leave a failing record for redelivery
 		}
