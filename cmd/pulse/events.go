@@ -215,31 +215,59 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 	b.stopForget = cancel
 	go forgetSeen(fctx, seen, b.log)
 	known := &knownDatasets{reg: reg}
-	ingest := func(ctx context.Context, e events.Event) error {
+	// record reads an ingest event into the lake's record.
+	record := func(ctx context.Context, e events.Event) (lake.IngestRecord, error) {
 		var d struct {
 			Dataset string          `json:"dataset"`
 			Record  json.RawMessage `json:"record"`
 			Label   json.RawMessage `json:"label"`
 		}
 		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return pulse.Errorf(pulse.EUNPROCESSABLE, "ingest data: %v", err)
+			return lake.IngestRecord{}, pulse.Errorf(pulse.EUNPROCESSABLE, "ingest data: %v", err)
 		}
 		name, err := known.check(ctx, d.Dataset)
 		if err != nil {
-			return err
+			return lake.IngestRecord{}, err
 		}
 		if len(d.Record) == 0 || d.Record[0] != '{' {
-			return pulse.FieldErrorf(pulse.EUNPROCESSABLE, "record", "record: want a JSON object of column values")
+			return lake.IngestRecord{}, pulse.FieldErrorf(pulse.EUNPROCESSABLE, "record", "record: want a JSON object of column values")
 		}
-		d.Dataset = name // an id or name@version names the dataset; the lake partitions by name
 		label := d.Label
 		if string(label) == "null" {
 			label = nil
 		}
-		return lk.AppendIngest(ctx, lake.IngestRecord{
-			EventID: e.ID, Dataset: d.Dataset, ReceivedAt: time.Now().UTC(), Source: e.Source,
-			Record: d.Record, Label: label, Partition: -1, Offset: -1,
-		})
+		// An id or name@version names the dataset; the lake partitions by name.
+		return lake.IngestRecord{EventID: e.ID, Dataset: name, ReceivedAt: time.Now().UTC(), Source: e.Source,
+			Record: d.Record, Label: label, Partition: -1, Offset: -1}, nil
+	}
+	ingest := func(ctx context.Context, e events.Event) error {
+		r, err := record(ctx, e)
+		if err != nil {
+			return err
+		}
+		return lk.AppendIngest(ctx, r)
+	}
+	// ingestBatch appends the records of a poll in one durable write.
+	ingestBatch := func(ctx context.Context, es []events.Event) []error {
+		errs := make([]error, len(es))
+		recs := make([]lake.IngestRecord, 0, len(es))
+		at := make([]int, 0, len(es))
+		for i, e := range es {
+			r, err := record(ctx, e)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			recs, at = append(recs, r), append(at, i)
+		}
+		if len(recs) > 0 {
+			if err := lk.AppendIngest(ctx, recs...); err != nil {
+				for _, i := range at {
+					errs[i] = err // handled again, one by one
+				}
+			}
+		}
+		return errs
 	}
 	train := func(ctx context.Context, e events.Event) error {
 		var d struct {
@@ -259,13 +287,14 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 	for _, c := range []struct {
 		topic, typ, group string
 		handler           events.Handler
+		batch             events.BatchHandler
 	}{
-		{events.TopicIngest, events.TypeIngestRecord, "pulse-ingest", ingest},
-		{events.TopicTrainRequests, events.TypeTrainRequested, "pulse-train", train},
+		{events.TopicIngest, events.TypeIngestRecord, "pulse-ingest", ingest, ingestBatch},
+		{events.TopicTrainRequests, events.TypeTrainRequested, "pulse-train", train, nil},
 	} {
 		cons, err := events.NewConsumer(events.ConsumerConfig{
 			ClientOpts: b.conn.Opts, Group: c.group, Topic: b.topics.Name(c.topic), Types: []string{c.typ},
-			Handler: c.handler, Seen: &storeSeen{consumer: c.group, mem: events.NewMemorySeen(100_000), store: seen},
+			Handler: c.handler, Batch: c.batch, Seen: &storeSeen{consumer: c.group, mem: events.NewMemorySeen(100_000), store: seen},
 			Logger: b.log.With("component", "events", "topic", c.topic), Registerer: b.metrics,
 		})
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/cloudmedical/pulse/internal/feedback"
 	"github.com/cloudmedical/pulse/internal/kafka"
 	"github.com/cloudmedical/pulse/internal/lake"
+	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/registry"
 	"github.com/cloudmedical/pulse/internal/registry/registrytest"
 	"github.com/cloudmedical/pulse/internal/serving"
@@ -86,6 +87,7 @@ func clevelandInputs(t testing.TB) []string {
 // asyncEnv is pulse serve's asynchronous scoring in one process: the example's model (logreg,
 // version 1) and a gbdt version 2, a real lake, the embedded broker and the score consumer.
 type asyncEnv struct {
+	db      pulse.EventStore // the metadata store
 	reg     *registry.Service
 	lake    *lake.Lake
 	lakeDir string
@@ -128,7 +130,7 @@ func newAsyncEnv(t testing.TB, noSync bool, cfg EventsConfig) *asyncEnv {
 	if _, err := reg.Train(ctx, example.HeartDisease, registry.TrainRequest{Dataset: example.HeartDisease, Target: example.Target, Algorithm: "gbdt", Seed: 3, CVFolds: -1}); err != nil {
 		t.Fatal(err)
 	}
-	e := &asyncEnv{reg: reg, lakeDir: filepath.Join(st.Dir, "lake")}
+	e := &asyncEnv{db: st.DB, reg: reg, lakeDir: filepath.Join(st.Dir, "lake")}
 	if e.lake, err = lake.Open(ctx, lake.Config{WALDir: filepath.Join(t.TempDir(), "wal"), Store: st.Lake}); err != nil {
 		t.Fatal(err)
 	}
@@ -556,24 +558,7 @@ func BenchmarkFeedbackConsumer(b *testing.B) {
 		b.Fatal(err)
 	}
 	topic := e.bus.topics.Name(events.TopicFeedback)
-	handled := func() float64 {
-		mfs, err := e.bus.metrics.(*prometheus.Registry).Gather()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "pulse_events_handled_total" {
-				for _, m := range mf.GetMetric() {
-					for _, l := range m.GetLabel() {
-						if l.GetName() == "topic" && l.GetValue() == topic {
-							return m.GetCounter().GetValue()
-						}
-					}
-				}
-			}
-		}
-		return 0
-	}
+	handled := func() float64 { return counterValue(b, e.bus, "pulse_events_handled_total", topic) }
 	b.ResetTimer()
 	start := time.Now()
 	for i, id := range ids {
@@ -593,4 +578,60 @@ func BenchmarkFeedbackConsumer(b *testing.B) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "labels/s")
+}
+
+// BenchmarkIngestConsumer measures device records over Kafka: b.N ingest events for the
+// example's dataset, each appended durably to the lake's ingest table and marked seen in the
+// metadata store (SQLite) by the ingest consumer, from the first produced to the last handled.
+//
+//	go test -run '^$' -bench IngestConsumer -benchtime 20000x ./cmd/pulse
+func BenchmarkIngestConsumer(b *testing.B) {
+	e := newAsyncEnv(b, false, EventsConfig{ScoreConsumers: 1})
+	ctx := context.Background()
+	if err := e.bus.startConsumers(ctx, e.reg, e.lake, nil, e.db); err != nil {
+		b.Fatal(err)
+	}
+	topic := e.bus.topics.Name(events.TopicIngest)
+	rows := clevelandInputs(b)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		v := fmt.Appendf(nil, `{"specversion":"1.0","id":"in-%d","source":"/bracelet/%d","type":"com.cloudmedical.pulse.ingest.record","data":{"dataset":%q,"record":%s}}`,
+			i, i%1000, example.HeartDisease, rows[i%len(rows)])
+		e.client.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "bracelet-%d", i%1000), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for counterValue(b, e.bus, "pulse_events_handled_total", topic) < float64(b.N) {
+		if time.Now().After(deadline) {
+			b.Fatalf("handled %v of %d records", counterValue(b, e.bus, "pulse_events_handled_total", topic), b.N)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// counterValue returns the value of a counter of the bus's metrics for topic.
+func counterValue(t testing.TB, bus *eventBus, name, topic string) float64 {
+	t.Helper()
+	mfs, err := bus.metrics.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "topic" && l.GetValue() == topic {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

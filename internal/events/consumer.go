@@ -74,8 +74,8 @@ type ConsumerConfig struct {
 	Types []string
 	// Handler applies each event. Required.
 	Handler Handler
-	// Batch, when set, applies the events of each poll first (see BatchHandler); Handler
-	// then only retries those it failed. Not with Seen.
+	// Batch, when set, applies the events of each poll first (see BatchHandler), those Seen
+	// does not know; Handler then only retries those it failed.
 	Batch BatchHandler
 	// Seen filters events whose id had its effect already; nil handles every delivery.
 	Seen Seen
@@ -118,8 +118,6 @@ func (c *ConsumerConfig) defaults() error {
 		return pulse.FieldErrorf(pulse.EINVALID, "max_attempts", "events: consumer: got %d max attempts, want at least 1", c.MaxAttempts)
 	case c.Backoff < 0 || c.MaxBackoff < c.Backoff:
 		return pulse.FieldErrorf(pulse.EINVALID, "backoff", "events: consumer: want 0 <= backoff <= max backoff")
-	case c.Batch != nil && c.Seen != nil:
-		return pulse.FieldErrorf(pulse.EINVALID, "batch", "events: consumer: a batch handler cannot be used with a seen-event filter")
 	case c.MaxBatch < 1:
 		return pulse.FieldErrorf(pulse.EINVALID, "max_batch", "events: consumer: got max batch %d, want at least 1", c.MaxBatch)
 	}
@@ -182,6 +180,9 @@ func (c *Consumer) Stop(ctx context.Context) error { return c.stop(ctx) }
 
 // errStopping means the record was not finished because the consumer is stopping.
 var errStopping = errors.New("events: consumer stopping")
+
+// errRepeat marks an event whose id came earlier in the same batch.
+var errRepeat = errors.New("events: repeated in the batch")
 
 func (c *Consumer) run() error {
 	defer c.client.CloseAllowingRebalance()
@@ -273,18 +274,44 @@ func (c *Consumer) parse(r *kgo.Record) (Event, error) {
 // through one call of the batch handler first. It appends the records finished, a prefix of
 // records, to done; errStopping when the consumer stops before the end.
 func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *slog.Logger) ([]*kgo.Record, error) {
+	ctx := c.workCtx
 	evs := make([]Event, 0, len(records))
 	perr := make([]error, len(records))
+	// What became of each record before the batch: malformed (perr), a duplicate, or left to
+	// be handled alone (alone: Seen failed, or its id came earlier in the batch); the others
+	// are in evs, in order.
+	dup := make([]bool, len(records))
+	alone := make([]error, len(records))
+	all := make([]Event, len(records))
+	inBatch := map[string]bool{}
 	for i, r := range records {
 		c.consumed.Inc()
 		e, err := c.parse(r)
-		if perr[i] = err; err == nil {
-			evs = append(evs, e)
+		if perr[i] = err; err != nil {
+			continue
 		}
+		all[i] = e
+		if c.cfg.Seen != nil {
+			if inBatch[e.ID] { // a repeat within the poll: handled alone after the first
+				alone[i] = errRepeat
+				continue
+			}
+			inBatch[e.ID] = true
+			seen, err := c.cfg.Seen.Seen(ctx, e.ID)
+			switch {
+			case err != nil:
+				alone[i] = fmt.Errorf("events: seen %s: %w", e.ID, err)
+				continue
+			case seen:
+				dup[i] = true
+				continue
+			}
+		}
+		evs = append(evs, e)
 	}
 	var herrs []error
 	if len(evs) > 0 {
-		herrs = c.callBatch(c.workCtx, evs)
+		herrs = c.callBatch(ctx, evs)
 	}
 	j, slept := 0, false
 	for i, r := range records {
@@ -295,11 +322,30 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 			done = append(done, r)
 			continue
 		}
-		e, herr := evs[j], herrs[j]
-		j++
+		if dup[i] {
+			c.duplicates.Inc()
+			done = append(done, r)
+			continue
+		}
+		var e Event
+		var herr error
+		if alone[i] != nil {
+			e, herr = all[i], alone[i]
+		} else {
+			e, herr = evs[j], herrs[j]
+			j++
+		}
+		if herr == errRepeat { // Seen knows the first by now if it had its effect
+			if err := c.retry(r, e, 1, log); err != nil {
+				return done, err
+			}
+			done = append(done, r)
+			continue
+		}
 		switch code := pulse.ErrorCode(herr); {
 		case herr == nil:
 			c.handled.Inc()
+			c.markSeen(ctx, e.ID)
 		case code == pulse.EINVALID || code == pulse.EUNPROCESSABLE:
 			c.m.handlerErrors.WithLabelValues(c.cfg.Topic, c.cfg.Group).Inc()
 			if err := c.deadLetter(r, ReasonRejected, e.ID, 1, herr, log); err != nil {
@@ -397,14 +443,20 @@ func (c *Consumer) handleOnce(ctx context.Context, e Event) error {
 		return err
 	}
 	c.handled.Inc()
-	if c.cfg.Seen != nil {
-		if err := c.cfg.Seen.Mark(ctx, e.ID); err != nil {
-			// The effect is durable; a redelivery would repeat it unless the store's
-			// handler is idempotent itself. Retrying the handler here would repeat it now.
-			c.cfg.Logger.Warn("marking event seen failed", "id", e.ID, "err", err)
-		}
-	}
+	c.markSeen(ctx, e.ID)
 	return nil
+}
+
+// markSeen marks an event whose effect is durable as seen.
+func (c *Consumer) markSeen(ctx context.Context, id string) {
+	if c.cfg.Seen == nil {
+		return
+	}
+	if err := c.cfg.Seen.Mark(ctx, id); err != nil {
+		// The effect is durable; a redelivery would repeat it unless the store's handler is
+		// idempotent itself. Retrying the handler here would repeat it now.
+		c.cfg.Logger.Warn("marking event seen failed", "id", id, "err", err)
+	}
 }
 
 // callHandler runs the handler, turning a panic into an error (retried, then dead-lettered)
