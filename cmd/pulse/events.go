@@ -261,7 +261,9 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 			recs, at = append(recs, r), append(at, i)
 		}
 		if len(recs) > 0 {
-			if err := lk.AppendIngest(ctx, recs...); err != nil {
+			// Not cancelled with the poll: a write that may still land must be known to have
+			// landed, else a redelivery would append it again.
+			if err := lk.AppendIngest(context.WithoutCancel(ctx), recs...); err != nil {
 				for _, i := range at {
 					errs[i] = err // handled again, one by one
 				}
@@ -309,6 +311,32 @@ func (b *eventBus) startConsumers(ctx context.Context, reg *registry.Service, lk
 	return nil
 }
 
+// feedbackErrors turns the results of one Submit into the consumer's errors: an unknown
+// prediction or an invalid value is refused (dead-lettered), anything else is done. A label
+// that Submit calls a duplicate of an earlier item of the same call has that item's fate when
+// it was an unknown prediction, as it would have alone: refused, not silently committed.
+func feedbackErrors(items []feedback.Feedback, rs []feedback.Result) []error {
+	errs := make([]error, len(items))
+	first := map[string]int{} // prediction id -> the first item of it that was not invalid
+	for j, r := range rs {
+		id := strings.ToLower(items[j].PredictionID) // as Submit compares them
+		if r.Status == feedback.Duplicate {
+			if f, ok := first[id]; ok && rs[f].Status == feedback.Unknown {
+				r = rs[f]
+			}
+		} else if _, ok := first[id]; !ok && r.Status != feedback.Invalid {
+			first[id] = j
+		}
+		switch r.Status {
+		case feedback.Unknown:
+			errs[j] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, "prediction_id", "unknown prediction: %s", r.Reason)
+		case feedback.Invalid:
+			errs[j] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, r.Field, "%s", r.Reason)
+		}
+	}
+	return errs
+}
+
 // startFeedback starts the consumer of the feedback topic (group pulse-feedback): each event
 // is one label, joined by svc as POST /v1/feedback joins it, the events of a poll in one
 // Submit (one durable append). An unknown prediction or an invalid value is refused, so the
@@ -338,15 +366,14 @@ func (b *eventBus) startFeedback(ctx context.Context, svc *feedback.Service) err
 			return errs
 		}
 		rs, err := svc.Submit(ctx, items)
-		for j, i := range at {
-			switch {
-			case err != nil:
+		if err != nil {
+			for _, i := range at {
 				errs[i] = err // the lake could not store the outcomes: handled again, one by one
-			case rs[j].Status == feedback.Unknown:
-				errs[i] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, "prediction_id", "unknown prediction: %s", rs[j].Reason)
-			case rs[j].Status == feedback.Invalid:
-				errs[i] = pulse.FieldErrorf(pulse.EUNPROCESSABLE, rs[j].Field, "%s", rs[j].Reason)
 			}
+			return errs
+		}
+		for j, err := range feedbackErrors(items, rs) {
+			errs[at[j]] = err
 		}
 		return errs
 	}

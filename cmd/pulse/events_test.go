@@ -635,3 +635,33 @@ func counterValue(t testing.TB, bus *eventBus, name, topic string) float64 {
 	}
 	return 0
 }
+
+// TestFeedbackErrors: the feedback consumer refuses unknown predictions and invalid values,
+// including a label that repeats, in the same poll, one for an unknown prediction (as it would
+// be refused alone), and takes the others.
+func TestFeedbackErrors(t *testing.T) {
+	a, b := "0193a0c2-7d1e-7000-8000-00000000000a", "0193a0c2-7d1e-7000-8000-00000000000b"
+	items := []feedback.Feedback{{PredictionID: a}, {PredictionID: b}, {PredictionID: strings.ToUpper(a)}, {PredictionID: b}, {PredictionID: "x"}, {PredictionID: "x"}}
+	rs := []feedback.Result{
+		{Status: feedback.Unknown, Reason: "no stored prediction has this id"},
+		{Status: feedback.Joined},
+		{Status: feedback.Duplicate, Reason: "the same as item 0 of this batch"},
+		{Status: feedback.Duplicate, Reason: "the same as item 1 of this batch"},
+		{Status: feedback.Invalid, Field: "prediction_id", Reason: "not a UUID"},
+		{Status: feedback.Invalid, Field: "prediction_id", Reason: "not a UUID"},
+	}
+	errs := feedbackErrors(items, rs)
+	want := []string{"unknown prediction: no stored prediction has this id", "", "unknown prediction: no stored prediction has this id", "", "not a UUID", "not a UUID"}
+	for i, err := range errs {
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if pulse.ErrorCode(err) != pulse.EUNPROCESSABLE {
+				t.Errorf("item %d: code %q, want %q (dead-lettered)", i, pulse.ErrorCode(err), pulse.EUNPROCESSABLE)
+			}
+		}
+		if !strings.Contains(got, want[i]) || (want[i] == "") != (got == "") {
+			t.Errorf("item %d: got %q, want %q", i, got, want[i])
+		}
+	}
+}

@@ -271,6 +271,48 @@ func brokerSuite(t *testing.T, brokers func(testing.TB) string) {
 	t.Run("GracefulStopCommits", func(t *testing.T) { testGracefulStop(t, newEnv(t, b)) })
 	t.Run("KcatProducesConsumerSees", func(t *testing.T) { testKcat(t, newEnv(t, b)) })
 	t.Run("BatchHandler", func(t *testing.T) { testBatch(t, newEnv(t, b)) })
+	t.Run("BatchStopMarksApplied", func(t *testing.T) { testBatchStop(t, newEnv(t, b)) })
+}
+
+// testBatchStop: when the consumer stops while an earlier event of a batch waits to be
+// retried, the later events the batch applied are marked seen (so that their redelivery is
+// not applied again) and nothing past the waiting one is committed.
+func testBatchStop(t *testing.T, e *env) {
+	ctx := context.Background()
+	topic := e.topics.Name(TopicFeedback)
+	first, second := feedback(t, 1), feedback(t, 2)
+	marshal := func(ev Event) string { b, _ := ev.Marshal(); return string(b) }
+	e.produceRaw(topic, marshal(first), marshal(second))
+	called := make(chan struct{}, 1)
+	batch := func(_ context.Context, es []Event) []error {
+		errs := make([]error, len(es))
+		for i, ev := range es {
+			if ev.ID == first.ID {
+				errs[i] = errors.New("store briefly unavailable")
+			}
+		}
+		called <- struct{}{}
+		return errs
+	}
+	seen := NewMemorySeen(10)
+	c := e.consumer(ConsumerConfig{Topic: topic, Types: []string{TypeFeedback}, Batch: batch, Seen: seen,
+		Handler: func(context.Context, Event) error { return nil }, Backoff: time.Hour, MaxBackoff: time.Hour})
+	select {
+	case <-called:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the batch handler was not called")
+	}
+	time.Sleep(50 * time.Millisecond) // the consumer now waits to retry the first event
+	stop(t, c)
+	if ok, _ := seen.Seen(ctx, second.ID); !ok {
+		t.Errorf("the second event was applied by the batch but is not marked seen")
+	}
+	if ok, _ := seen.Seen(ctx, first.ID); ok {
+		t.Errorf("the first event, never applied, is marked seen")
+	}
+	if got := e.committed(c.cfg.Group, topic); got > 0 {
+		t.Errorf("committed offset %d, want nothing committed (the first event is unfinished)", got)
+	}
 }
 
 // testBatch: with a batch handler the valid events of a poll arrive in one call, in order

@@ -28,7 +28,9 @@ type Handler func(ctx context.Context, e Event) error
 // error per event, with Handler's meaning: nil when its effect is durable; an EINVALID or
 // EUNPROCESSABLE error sends it to the dead-letter topic; any other error has it handled
 // again alone, through Handler, with retries. A store that appends durably in groups (one
-// fsync per call) thus takes a whole poll in one write.
+// fsync per call) thus takes a whole poll in one write. An event handled again alone has its
+// effect after the later events of its poll: use a batch handler where events are
+// independent (labels, records), not where their order matters.
 type BatchHandler func(ctx context.Context, events []Event) []error
 
 // Dead-letter reasons, in the DeadLetter envelope and the HeaderDLQReason header.
@@ -131,7 +133,8 @@ func (c *ConsumerConfig) defaults() error {
 
 // Consumer runs a Handler for every event on one topic as a member of a consumer group.
 //
-// Records are processed in order per partition. Offsets are committed explicitly after each
+// Records are processed in order per partition (with a BatchHandler, an event retried alone
+// has its effect after the later ones of its poll). Offsets are committed explicitly after each
 // batch, and only past records whose handler returned nil, that were duplicates, or that
 // went to the dead-letter topic (acknowledged by the broker): a crash redelivers the rest.
 // Malformed records go to the topic's dead-letter topic (DLQTopic) with a DeadLetter value;
@@ -313,6 +316,15 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 	if len(evs) > 0 {
 		herrs = c.callBatch(ctx, evs)
 	}
+	// The events applied are durable now: marked at once, whatever happens to the records
+	// before them (a stop leaves those uncommitted, and a redelivery must not apply these
+	// again).
+	for k, herr := range herrs {
+		if herr == nil {
+			c.handled.Inc()
+			c.markSeen(ctx, evs[k].ID)
+		}
+	}
 	j, slept := 0, false
 	for i, r := range records {
 		if perr[i] != nil {
@@ -343,9 +355,7 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 			continue
 		}
 		switch code := pulse.ErrorCode(herr); {
-		case herr == nil:
-			c.handled.Inc()
-			c.markSeen(ctx, e.ID)
+		case herr == nil: // handled and marked above
 		case code == pulse.EINVALID || code == pulse.EUNPROCESSABLE:
 			c.m.handlerErrors.WithLabelValues(c.cfg.Topic, c.cfg.Group).Inc()
 			if err := c.deadLetter(r, ReasonRejected, e.ID, 1, herr, log); err != nil {
