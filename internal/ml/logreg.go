@@ -370,7 +370,7 @@ func dot(a, b []float64) float64 {
 	return s
 }
 
-// linear returns b + w.x, summed in index order (Model.score sums the same way).
+// linear returns b + w.x, summed in index order.
 func linear(w []float64, b float64, x []float64) float64 {
 	x = x[:len(w)]
 	var s float64

@@ -275,9 +275,10 @@ func (m *Model) noScale() []int {
 	return idx
 }
 
-// score returns the logistic regression's score of one row without encoding it: the same
-// terms, in the same order, as linear over the encoded row minus its zero terms, so that it
-// is bit-identical to sigmoid(linear(coef, intercept, encode(values))).
+// score returns the logistic regression's score of one row without encoding it: the linear
+// function of linear over the encoded row, with each input's standardisation folded into its
+// slope and the bias (equal to it within rounding). Each product is rounded before it is
+// added, never fused with the sum, so that ml.Linear's terms give the same bits.
 func (m *Model) score(values []Value) (z float64, unknown int) {
 	lr := m.logReg
 	coef := lr.coef
