@@ -193,6 +193,42 @@ func (s *storeSeen) Mark(ctx context.Context, id string) error {
 	return s.mem.Mark(ctx, id)
 }
 
+// SeenMany implements events.SeenMany: the ids remembered in memory, the others asked of the
+// store in one query.
+func (s *storeSeen) SeenMany(ctx context.Context, ids []string) (map[string]bool, error) {
+	seen := map[string]bool{}
+	var ask []string
+	for _, id := range ids {
+		if ok, _ := s.mem.Seen(ctx, id); ok {
+			seen[id] = true
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return seen, nil
+	}
+	stored, err := s.store.SeenEvents(ctx, s.consumer, ask)
+	if err != nil {
+		return nil, err
+	}
+	for id := range stored {
+		seen[id] = true
+	}
+	return seen, nil
+}
+
+// MarkMany implements events.SeenMany: one transaction in the store.
+func (s *storeSeen) MarkMany(ctx context.Context, ids []string) error {
+	if err := s.store.MarkEvents(ctx, s.consumer, ids, time.Now()); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.mem.Mark(ctx, id)
+	}
+	return nil
+}
+
 // forgetSeen deletes event ids older than the retention, now and every hour until ctx ends.
 func forgetSeen(ctx context.Context, store pulse.EventStore, log *slog.Logger) {
 	for {

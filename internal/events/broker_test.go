@@ -270,7 +270,8 @@ func brokerSuite(t *testing.T, brokers func(testing.TB) string) {
 	t.Run("CrashRedeliversIdempotently", func(t *testing.T) { testCrash(t, newEnv(t, b)) })
 	t.Run("GracefulStopCommits", func(t *testing.T) { testGracefulStop(t, newEnv(t, b)) })
 	t.Run("KcatProducesConsumerSees", func(t *testing.T) { testKcat(t, newEnv(t, b)) })
-	t.Run("BatchHandler", func(t *testing.T) { testBatch(t, newEnv(t, b)) })
+	t.Run("BatchHandler", func(t *testing.T) { testBatch(t, newEnv(t, b), false) })
+	t.Run("BatchHandlerSeenMany", func(t *testing.T) { testBatch(t, newEnv(t, b), true) })
 	t.Run("BatchStopMarksApplied", func(t *testing.T) { testBatchStop(t, newEnv(t, b)) })
 }
 
@@ -320,7 +321,9 @@ func testBatchStop(t *testing.T, e *env) {
 // poll handled alone after the first, as a duplicate); an event it refuses is dead-lettered,
 // one it failed is handled again alone through Handler; the events handled are marked seen;
 // every record is committed.
-func testBatch(t *testing.T, e *env) {
+//
+// With many, the filter offers SeenMany, which the consumer then uses for the batch.
+func testBatch(t *testing.T, e *env, many bool) {
 	ctx := context.Background()
 	topic := e.topics.Name(TopicFeedback)
 	var evs []Event
@@ -336,9 +339,14 @@ func testBatch(t *testing.T, e *env) {
 			values = append(values, string(b)) // the producer sent it twice
 		}
 	}
-	seen := NewMemorySeen(1000)
-	if err := seen.Mark(ctx, evs[3].ID); err != nil {
+	mem := NewMemorySeen(1000)
+	if err := mem.Mark(ctx, evs[3].ID); err != nil {
 		t.Fatal(err)
+	}
+	var seen Seen = mem
+	ms := &manySeen{MemorySeen: mem}
+	if many {
+		seen = ms
 	}
 	e.produceRaw(topic, values...) // one key: one partition, in order
 	refused, failed := evs[7].ID, evs[11].ID
@@ -423,6 +431,36 @@ func testBatch(t *testing.T, e *env) {
 	if ok, _ := seen.Seen(ctx, refused); ok {
 		t.Errorf("the refused event is marked seen")
 	}
+	if many && (ms.seenCalls.Load() == 0 || ms.markCalls.Load() == 0) {
+		t.Errorf("SeenMany called %d times, MarkMany %d: want the batch to use them", ms.seenCalls.Load(), ms.markCalls.Load())
+	}
+}
+
+// manySeen is a MemorySeen that offers SeenMany and counts its calls.
+type manySeen struct {
+	*MemorySeen
+	seenCalls, markCalls atomic.Int64
+}
+
+func (m *manySeen) SeenMany(ctx context.Context, ids []string) (map[string]bool, error) {
+	m.seenCalls.Add(1)
+	out := map[string]bool{}
+	for _, id := range ids {
+		if ok, _ := m.Seen(ctx, id); ok {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
+
+func (m *manySeen) MarkMany(ctx context.Context, ids []string) error {
+	m.markCalls.Add(1)
+	for _, id := range ids {
+		if err := m.Mark(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func testRoundTrip(t *testing.T, e *env) {

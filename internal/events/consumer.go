@@ -300,7 +300,18 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 				continue
 			}
 			inBatch[e.ID] = true
-			seen, err := c.cfg.Seen.Seen(ctx, e.ID)
+		}
+	}
+	known, kerr := c.seenMany(ctx, all, perr, alone)
+	for i, e := range all {
+		if perr[i] != nil || alone[i] != nil {
+			continue
+		}
+		if c.cfg.Seen != nil {
+			seen, err := known[e.ID], kerr
+			if known == nil && kerr == nil { // no SeenMany: one at a time
+				seen, err = c.cfg.Seen.Seen(ctx, e.ID)
+			}
 			switch {
 			case err != nil:
 				alone[i] = fmt.Errorf("events: seen %s: %w", e.ID, err)
@@ -319,12 +330,14 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 	// The events applied are durable now: marked at once, whatever happens to the records
 	// before them (a stop leaves those uncommitted, and a redelivery must not apply these
 	// again).
+	var applied []string
 	for k, herr := range herrs {
 		if herr == nil {
 			c.handled.Inc()
-			c.markSeen(ctx, evs[k].ID)
+			applied = append(applied, evs[k].ID)
 		}
 	}
+	c.markMany(ctx, applied)
 	j, slept := 0, false
 	for i, r := range records {
 		if perr[i] != nil {
@@ -385,6 +398,47 @@ func (c *Consumer) processBatch(records []*kgo.Record, done []*kgo.Record, log *
 		done = append(done, r)
 	}
 	return done, nil
+}
+
+// seenMany asks Seen at once which events of a poll (those not malformed or left alone) were
+// seen, when it offers SeenMany; nil, nil otherwise.
+func (c *Consumer) seenMany(ctx context.Context, all []Event, perr, alone []error) (map[string]bool, error) {
+	sm, ok := c.cfg.Seen.(SeenMany)
+	if !ok {
+		return nil, nil
+	}
+	var ids []string
+	for i, e := range all {
+		if perr[i] == nil && alone[i] == nil {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return map[string]bool{}, nil
+	}
+	seen, err := sm.SeenMany(ctx, ids)
+	if err == nil && seen == nil {
+		seen = map[string]bool{}
+	}
+	return seen, err
+}
+
+// markMany marks the events a batch applied as seen, at once when Seen offers MarkMany.
+func (c *Consumer) markMany(ctx context.Context, ids []string) {
+	if c.cfg.Seen == nil || len(ids) == 0 {
+		return
+	}
+	sm, ok := c.cfg.Seen.(SeenMany)
+	if !ok {
+		for _, id := range ids {
+			c.markSeen(ctx, id)
+		}
+		return
+	}
+	if err := sm.MarkMany(ctx, ids); err != nil {
+		// As in markSeen: the effects are durable; retrying the handler would repeat them.
+		c.cfg.Logger.Warn("marking events seen failed", "events", len(ids), "err", err)
+	}
 }
 
 // callBatch runs the batch handler, turning a panic or a wrong number of results into an

@@ -18,6 +18,14 @@ type Seen interface {
 	Mark(ctx context.Context, id string) error
 }
 
+// SeenMany is what a Seen may also offer: Seen and Mark for the events of a whole poll at
+// once (one query, one transaction), which a consumer with a BatchHandler then uses.
+type SeenMany interface {
+	// SeenMany returns the ids among ids that were marked.
+	SeenMany(ctx context.Context, ids []string) (map[string]bool, error)
+	MarkMany(ctx context.Context, ids []string) error
+}
+
 // MemorySeen is an in-memory Seen that keeps the most recently marked ids (an LRU of a fixed
 // capacity). It is safe for concurrent use.
 type MemorySeen struct {

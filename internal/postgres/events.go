@@ -40,3 +40,41 @@ func (db *DB) ForgetEventsBefore(ctx context.Context, before time.Time) (int64, 
 	}
 	return tag.RowsAffected(), nil
 }
+
+// SeenEvents implements pulse.EventStore.
+func (db *DB) SeenEvents(ctx context.Context, consumer string, ids []string) (map[string]bool, error) {
+	if err := pulse.CheckEventKeys(consumer, ids); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	if len(ids) == 0 {
+		return seen, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT event_id FROM seen_events WHERE consumer = $1 AND event_id = ANY($2)`, consumer, ids)
+	if err != nil {
+		return nil, wrap("seen events", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, wrap("seen events", err)
+		}
+		seen[id] = true
+	}
+	return seen, wrap("seen events", rows.Err())
+}
+
+// MarkEvents implements pulse.EventStore.
+func (db *DB) MarkEvents(ctx context.Context, consumer string, ids []string, at time.Time) error {
+	if err := pulse.CheckEventKeys(consumer, ids); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.pool.Exec(ctx, `INSERT INTO seen_events (consumer, event_id, seen_at)
+		SELECT $1, id, $3 FROM unnest($2::text[]) AS id
+		ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, ids, at.UTC())
+	return wrap("mark events", err)
+}

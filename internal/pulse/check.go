@@ -59,3 +59,13 @@ func CheckEventKey(consumer, id string) error {
 	}
 	return nil
 }
+
+// CheckEventKeys is CheckEventKey for each of ids.
+func CheckEventKeys(consumer string, ids []string) error {
+	for _, id := range ids {
+		if err := CheckEventKey(consumer, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -48,6 +48,10 @@ type EventStore interface {
 	// MarkEvent records that consumer applied the event id at the given time; marking twice is
 	// not an error.
 	MarkEvent(ctx context.Context, consumer, id string, at time.Time) error
+	// SeenEvents is SeenEvent for many ids at once: the ids among them consumer has marked.
+	SeenEvents(ctx context.Context, consumer string, ids []string) (map[string]bool, error)
+	// MarkEvents is MarkEvent for many ids at once, in one transaction.
+	MarkEvents(ctx context.Context, consumer string, ids []string, at time.Time) error
 	// ForgetEventsBefore deletes the marks older than before (the retention of the topics bounds
 	// how late a redelivery can come) and returns how many it deleted.
 	ForgetEventsBefore(ctx context.Context, before time.Time) (int64, error)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,55 @@ var eventTests = []test{
 			if seen, err := s.SeenEvent(ctx, "ingest", fmt.Sprintf("e-%d", i)); err != nil || seen != want {
 				t.Errorf("e-%d after forgetting: got %v, %v; want %v", i, seen, err, want)
 			}
+		}
+	}},
+	{"MarkManySeenMany", func(ctx context.Context, t *testing.T, s Store) {
+		t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+		if err := s.MarkEvent(ctx, "ingest", "e-0", t0); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for i := range 1200 { // more than one IN list
+			ids = append(ids, fmt.Sprintf("e-%d", i))
+		}
+		marked := append(slices.Clone(ids[:700]), "e-3", "e-0") // a repeat, and one marked before
+		if err := s.MarkEvents(ctx, "ingest", marked, t0); err != nil {
+			t.Fatalf("MarkEvents: %v", err)
+		}
+		if err := s.MarkEvents(ctx, "ingest", nil, t0); err != nil {
+			t.Fatalf("MarkEvents of no ids: %v", err)
+		}
+		seen, err := s.SeenEvents(ctx, "ingest", append(ids, "e-9999"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 700 {
+			t.Errorf("SeenEvents: %d ids seen, want 700", len(seen))
+		}
+		for _, i := range []int{0, 3, 499, 500, 699} {
+			if !seen[ids[i]] {
+				t.Errorf("%s: not seen, want seen", ids[i])
+			}
+		}
+		for _, id := range []string{"e-700", "e-1199", "e-9999"} {
+			if seen[id] {
+				t.Errorf("%s: seen, want not", id)
+			}
+		}
+		if other, err := s.SeenEvents(ctx, "train", ids[:10]); err != nil || len(other) != 0 {
+			t.Errorf("another consumer: got %v, %v; want none", other, err)
+		}
+		if none, err := s.SeenEvents(ctx, "ingest", nil); err != nil || len(none) != 0 {
+			t.Errorf("SeenEvents of no ids: got %v, %v", none, err)
+		}
+		if one, err := s.SeenEvent(ctx, "ingest", "e-650"); err != nil || !one {
+			t.Errorf("SeenEvent of a batch-marked id: got %v, %v; want true", one, err)
+		}
+		if err := s.MarkEvents(ctx, "ingest", []string{"e-1", ""}, t0); pulse.ErrorCode(err) != pulse.EINVALID {
+			t.Errorf("MarkEvents with an empty id: got %v, want EINVALID", err)
+		}
+		if _, err := s.SeenEvents(ctx, "", []string{"e-1"}); pulse.ErrorCode(err) != pulse.EINVALID {
+			t.Errorf("SeenEvents without a consumer: got %v, want EINVALID", err)
 		}
 	}},
 	{"EmptyKeys", func(ctx context.Context, t *testing.T, s Store) {
