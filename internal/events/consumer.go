@@ -534,24 +534,9 @@ func (c *Consumer) callHandler(ctx context.Context, e Event) (err error) {
 	return c.cfg.Handler(ctx, e)
 }
 
+// backoff is the wait before attempt+1.
 func (c *Consumer) backoff(attempt int) time.Duration {
-	d := c.cfg.Backoff
-	for i := 1; i < attempt && d < c.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, c.cfg.MaxBackoff)
-}
-
-// sleep waits d; false when the consumer stops meanwhile.
-func (c *Consumer) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.pollCtx.Done():
-		return false
-	}
+	return backoff(c.cfg.Backoff, c.cfg.MaxBackoff, attempt)
 }
 
 // deadLetter produces r to the dead-letter topic with the reason and waits for the ack,

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -81,4 +82,25 @@ func (l *lifecycle) isAborted() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.aborted
+}
+
+// sleep waits d; false when the consumer stops meanwhile.
+func (l *lifecycle) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.pollCtx.Done():
+		return false
+	}
+}
+
+// backoff is the wait before attempt+1: base doubled per attempt, at most limit.
+func backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
 }

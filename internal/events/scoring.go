@@ -568,22 +568,7 @@ func (c *ScoreConsumer) produce(rs []*kgo.Record) error {
 	}
 }
 
+// backoff is the wait before attempt+1.
 func (c *ScoreConsumer) backoff(attempt int) time.Duration {
-	d := c.cfg.Backoff
-	for i := 1; i < attempt && d < c.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, c.cfg.MaxBackoff)
-}
-
-// sleep waits d; false when the consumer stops meanwhile.
-func (c *ScoreConsumer) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.pollCtx.Done():
-		return false
-	}
+	return backoff(c.cfg.Backoff, c.cfg.MaxBackoff, attempt)
 }
