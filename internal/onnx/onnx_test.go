@@ -27,10 +27,7 @@ import (
 const tolerance = 1e-9
 
 // row is one scoring case: a value per model input and Predict's probability.
-type row struct {
-	values []ml.Value
-	want   float64
-}
+type row = mltest.Case
 
 // scoringRows returns the Cleveland rows as model values, plus a row with every value missing,
 // one with unknown categories and extreme numbers, and one with infinite numbers, with
@@ -38,51 +35,15 @@ type row struct {
 func scoringRows(t testing.TB, m *ml.Model, tab *tabular.Table) []row {
 	t.Helper()
 	ins := m.Inputs()
-	var rows []row
-	missing := 0
-	for r := range tab.Rows {
-		vs := make([]ml.Value, len(ins))
-		for i, in := range ins {
-			j := tab.Schema.Index(in.Name)
-			if j < 0 {
-				t.Fatalf("no column %q", in.Name)
-			}
-			if in.Kind == pulse.Numeric {
-				if f := tab.Num[j][r]; !math.IsNaN(f) {
-					vs[i] = ml.Value{Num: f, Present: true}
-				}
-			} else if s := tab.Cat[j][r]; s != "" {
-				vs[i] = ml.Value{Str: s, Present: true}
-			}
-			if !vs[i].Present {
-				missing++
-			}
-		}
-		rows = append(rows, row{values: vs})
-	}
-	if missing == 0 {
-		t.Fatal("the Cleveland data has no missing values: the test would not cover them")
-	}
-	rows = append(rows, row{values: make([]ml.Value, len(ins))})
-	unknown := make([]ml.Value, len(ins))
 	inf := make([]ml.Value, len(ins))
 	for i, in := range ins {
 		if in.Kind == pulse.Numeric {
-			unknown[i] = ml.Value{Num: 1e6, Present: true}
 			inf[i] = ml.Value{Num: math.Inf(1 - 2*(i%2)), Present: true}
 		} else {
-			unknown[i] = ml.Value{Str: "99", Present: true}
 			inf[i] = ml.Value{Str: in.Categories[len(in.Categories)-1], Present: true}
 		}
 	}
-	rows = append(rows, row{values: unknown}, row{values: inf})
-	for i := range rows {
-		rows[i].want, _ = m.Predict(rows[i].values, nil)
-		if math.IsNaN(rows[i].want) {
-			t.Fatalf("row %d: Predict returned NaN", i+1)
-		}
-	}
-	return rows
+	return mltest.Cases(t, m, tab, inf)
 }
 
 // writeCase writes NAME.onnx and NAME.csv for testdata/parity.py.
@@ -105,9 +66,9 @@ func writeCase(t *testing.T, dir, name string, m *ml.Model, rows []row) {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
-		rec := make([]string, 0, len(r.values)+1)
+		rec := make([]string, 0, len(r.Values)+1)
 		for i, in := range m.Inputs() {
-			v := r.values[i]
+			v := r.Values[i]
 			switch {
 			case in.Kind == pulse.Numeric && !v.Present:
 				rec = append(rec, "NaN")
@@ -119,7 +80,7 @@ func writeCase(t *testing.T, dir, name string, m *ml.Model, rows []row) {
 				rec = append(rec, v.Str)
 			}
 		}
-		if err := w.Write(append(rec, strconv.FormatFloat(r.want, 'g', -1, 64))); err != nil {
+		if err := w.Write(append(rec, strconv.FormatFloat(r.Want, 'g', -1, 64))); err != nil {
 			t.Fatal(err)
 		}
 	}

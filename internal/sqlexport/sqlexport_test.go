@@ -29,60 +29,13 @@ import (
 const tolerance = 1e-9
 
 // row is one scoring row: a value per model input, and what Predict returns for it.
-type row struct {
-	values []ml.Value
-	want   float64
-}
+type row = mltest.Case
 
 // scoringRows returns the Cleveland rows as model values, plus rows with every value
 // missing and with categories not seen in training, and Predict's probability of each.
 func scoringRows(t testing.TB, m *ml.Model, tab *tabular.Table) []row {
 	t.Helper()
-	ins := m.Inputs()
-	var rows []row
-	missingRows := 0
-	for r := range tab.Rows {
-		vs := make([]ml.Value, len(ins))
-		for i, in := range ins {
-			j := tab.Schema.Index(in.Name)
-			if j < 0 {
-				t.Fatalf("no column %q", in.Name)
-			}
-			if in.Kind == pulse.Numeric {
-				if f := tab.Num[j][r]; !math.IsNaN(f) {
-					vs[i] = ml.Value{Num: f, Present: true}
-				}
-			} else if s := tab.Cat[j][r]; s != "" {
-				vs[i] = ml.Value{Str: s, Present: true}
-			}
-			if !vs[i].Present {
-				missingRows++
-			}
-		}
-		rows = append(rows, row{values: vs})
-	}
-	if missingRows == 0 {
-		t.Fatal("the Cleveland data has no missing values: the test would not cover them")
-	}
-	// Every value missing.
-	rows = append(rows, row{values: make([]ml.Value, len(ins))})
-	// Unknown categories (numbers, as a numeric column can hold them) and extreme numbers.
-	unknown := make([]ml.Value, len(ins))
-	for i, in := range ins {
-		if in.Kind == pulse.Numeric {
-			unknown[i] = ml.Value{Num: 1e6, Present: true}
-		} else {
-			unknown[i] = ml.Value{Str: "99", Present: true}
-		}
-	}
-	rows = append(rows, row{values: unknown})
-	for i := range rows {
-		rows[i].want, _ = m.Predict(rows[i].values, nil)
-		if math.IsNaN(rows[i].want) {
-			t.Fatalf("row %d: Predict returned NaN", i+1)
-		}
-	}
-	return rows
+	return mltest.Cases(t, m, tab)
 }
 
 // cell returns the SQL parameter of value v: NULL when missing; for a category, the text or,
@@ -112,9 +65,9 @@ func compare(t *testing.T, rows []row, got []float64) {
 	}
 	bad := 0
 	for i, r := range rows {
-		if d := math.Abs(got[i] - r.want); !(d <= tolerance) {
+		if d := math.Abs(got[i] - r.Want); !(d <= tolerance) {
 			if bad++; bad <= 5 {
-				t.Errorf("row %d: got %v, want %v (|diff| %g)", i+1, got[i], r.want, d)
+				t.Errorf("row %d: got %v, want %v (|diff| %g)", i+1, got[i], r.Want, d)
 			}
 		}
 	}
@@ -230,7 +183,7 @@ func scoreIn(t *testing.T, db database, d Dialect, m *ml.Model, rows []row, tabl
 	for r, rw := range rows {
 		args := []any{r}
 		for i, in := range ins {
-			c, err := cell(rw.values[i], in.Kind, numericCats)
+			c, err := cell(rw.Values[i], in.Kind, numericCats)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,7 +342,7 @@ func TestDuckDBFixtures(t *testing.T) {
 		}
 		var b strings.Builder
 		for _, r := range scoringRows(t, m, tab)[:tab.Rows] {
-			b.WriteString(strconv.FormatFloat(r.want, 'g', -1, 64) + "\n")
+			b.WriteString(strconv.FormatFloat(r.Want, 'g', -1, 64) + "\n")
 		}
 		if err := os.WriteFile(filepath.Join(dir, alg+".duckdb.sql"), []byte(view), 0o644); err != nil {
 			t.Fatal(err)

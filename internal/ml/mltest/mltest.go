@@ -5,6 +5,7 @@ package mltest
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cloudmedical/pulse/internal/example"
 	"github.com/cloudmedical/pulse/internal/ml"
+	"github.com/cloudmedical/pulse/internal/pulse"
 	"github.com/cloudmedical/pulse/internal/tabular"
 )
 
@@ -54,4 +56,64 @@ func TrainAll(t testing.TB, tab *tabular.Table) map[string]*ml.Model {
 		models[alg] = res.Model
 	}
 	return models
+}
+
+// Case is a row of a model's input values and Predict's probability of it.
+type Case struct {
+	Values []ml.Value
+	Want   float64
+}
+
+// Cases returns the rows of tab as m's input values (failing t when none has a missing value:
+// the cases must cover them), then a row with every value missing, one with categories not
+// seen in training ("99") and extreme numbers (1e6), and the extra rows given, each with
+// Predict's probability.
+func Cases(t testing.TB, m *ml.Model, tab *tabular.Table, extra ...[]ml.Value) []Case {
+	t.Helper()
+	ins := m.Inputs()
+	var cases []Case
+	missing := 0
+	for r := range tab.Rows {
+		vs := make([]ml.Value, len(ins))
+		for i, in := range ins {
+			j := tab.Schema.Index(in.Name)
+			if j < 0 {
+				t.Fatalf("no column %q", in.Name)
+			}
+			if in.Kind == pulse.Numeric {
+				if f := tab.Num[j][r]; !math.IsNaN(f) {
+					vs[i] = ml.Value{Num: f, Present: true}
+				}
+			} else if s := tab.Cat[j][r]; s != "" {
+				vs[i] = ml.Value{Str: s, Present: true}
+			}
+			if !vs[i].Present {
+				missing++
+			}
+		}
+		cases = append(cases, Case{Values: vs})
+	}
+	if missing == 0 {
+		t.Fatal("the data has no missing values: the cases would not cover them")
+	}
+	cases = append(cases, Case{Values: make([]ml.Value, len(ins))})
+	unknown := make([]ml.Value, len(ins))
+	for i, in := range ins {
+		if in.Kind == pulse.Numeric {
+			unknown[i] = ml.Value{Num: 1e6, Present: true}
+		} else {
+			unknown[i] = ml.Value{Str: "99", Present: true}
+		}
+	}
+	cases = append(cases, Case{Values: unknown})
+	for _, vs := range extra {
+		cases = append(cases, Case{Values: vs})
+	}
+	for i := range cases {
+		cases[i].Want, _ = m.Predict(cases[i].Values, nil)
+		if math.IsNaN(cases[i].Want) {
+			t.Fatalf("case %d: Predict returned NaN", i+1)
+		}
+	}
+	return cases
 }
