@@ -145,7 +145,8 @@ func (e *env) consumer(cfg ConsumerConfig) *Consumer {
 	return c
 }
 
-func stop(t testing.TB, c *Consumer) {
+// stop stops a consumer (Consumer or ScoreConsumer) gracefully, failing t on error.
+func stop(t testing.TB, c interface{ Stop(context.Context) error }) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

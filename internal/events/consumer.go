@@ -152,14 +152,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	opts := append(slices.Clone(cfg.ClientOpts),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	client, err := kgo.NewClient(opts...)
+	client, err := groupClient(cfg.ClientOpts, cfg.Group, cfg.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("events: consumer %s on %s: %w", cfg.Group, cfg.Topic, err)
 	}

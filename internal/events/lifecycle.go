@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,4 +104,17 @@ func backoff(base, limit time.Duration, attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, limit)
+}
+
+// groupClient connects a member of group consuming topic the way both consumers need: offsets
+// committed by hand after the effect, no rebalance during a poll's handling, new groups from
+// the start of the topic.
+func groupClient(opts []kgo.Opt, group, topic string) (*kgo.Client, error) {
+	return kgo.NewClient(append(slices.Clone(opts),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)...)
 }

@@ -161,14 +161,7 @@ func NewScoreConsumer(cfg ScoreConsumerConfig) (*ScoreConsumer, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	opts := append(slices.Clone(cfg.ClientOpts),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Requests),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	client, err := kgo.NewClient(opts...)
+	client, err := groupClient(cfg.ClientOpts, cfg.Group, cfg.Requests)
 	if err != nil {
 		return nil, fmt.Errorf("events: score consumer %s on %s: %w", cfg.Group, cfg.Requests, err)
 	}

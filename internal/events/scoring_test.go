@@ -67,7 +67,7 @@ func testScoreManyBatches(t *testing.T, e *env) {
 	e.produceRequests(rs...)
 	c := e.scoreConsumer(ScoreConsumerConfig{MaxBatch: 7})
 	got := e.results(ids)
-	stopScore(t, c)
+	stop(t, c)
 	byID := map[string]result{}
 	for _, r := range got {
 		if _, dup := byID[r.requestID]; dup {
@@ -154,15 +154,6 @@ func (e *env) scoreConsumer(cfg ScoreConsumerConfig) *ScoreConsumer {
 		e.t.Fatal(err)
 	}
 	return c
-}
-
-func stopScore(t testing.TB, c *ScoreConsumer) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // request is a score request as sent: its record key and event.
@@ -265,7 +256,7 @@ func testScoreAnswers(t *testing.T, e *env) {
 	eventually(t, "the batch's offsets committed", func() bool {
 		return e.committed(c.cfg.Group, c.cfg.Requests) == int64(len(all))
 	})
-	stopScore(t, c)
+	stop(t, c)
 	if len(got) != len(ids) {
 		t.Fatalf("got %d results, want %d (one per request)", len(got), len(ids))
 	}
@@ -363,7 +354,7 @@ func testScoreRetries(t *testing.T, e *env) {
 	e.produceRequests(reqs...)
 	c := e.scoreConsumer(ScoreConsumerConfig{Score: score, MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
 	got := e.results(ids)
-	stopScore(t, c)
+	stop(t, c)
 	if len(got) != 5 {
 		t.Fatalf("got %d results, want 5", len(got))
 	}
@@ -416,7 +407,7 @@ func testScoreCrash(t *testing.T, e *env) {
 	second := e.scoreConsumer(ScoreConsumerConfig{Group: group})
 	e.results(ids)
 	eventually(t, "all offsets committed", func() bool { return e.committed(group, second.cfg.Requests) == n })
-	stopScore(t, second)
+	stop(t, second)
 	// Every result produced, read once everything is committed.
 	count := map[string]int{}
 	predictions := map[string]bool{}
@@ -475,7 +466,7 @@ func testScoreTwoConsumers(t *testing.T, e *env) {
 	e.produceRequests(reqs...)
 	got := e.results(ids)
 	for _, c := range cs {
-		stopScore(t, c)
+		stop(t, c)
 	}
 	if len(got) < len(ids) {
 		t.Fatalf("got %d results for %d requests", len(got), len(ids))
