@@ -271,26 +271,8 @@ func FuzzValidJSON(f *testing.F) {
 		if got && !want {
 			t.Fatalf("jsonscan.Valid accepts %q, json.Valid does not", b)
 		}
-		if want && !got && depth(b) < jsonscan.MaxDepth {
+		if want && !got && jsonscan.Depth(b) < jsonscan.MaxDepth {
 			t.Fatalf("jsonscan.Valid refuses %q, json.Valid accepts it", b)
 		}
 	})
-}
-
-// depth is the deepest nesting of valid JSON b.
-func depth(b []byte) int {
-	d, deepest := 0, 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			end, _ := jsonscan.SkipString(b, i)
-			i = end - 1
-		case '{', '[':
-			d++
-			deepest = max(deepest, d)
-		case '}', ']':
-			d--
-		}
-	}
-	return deepest
 }

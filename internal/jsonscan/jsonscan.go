@@ -268,3 +268,22 @@ func SkipValue(b []byte, i int) int {
 		return i
 	}
 }
+
+// Depth returns the deepest nesting of objects and arrays in valid JSON b: Valid refuses
+// what nests deeper than MaxDepth.
+func Depth(b []byte) int {
+	d, deepest := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			end, _ := SkipString(b, i)
+			i = end - 1
+		case '{', '[':
+			d++
+			deepest = max(deepest, d)
+		case '}', ']':
+			d--
+		}
+	}
+	return deepest
+}

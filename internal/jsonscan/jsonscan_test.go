@@ -74,3 +74,15 @@ func BenchmarkValid(b *testing.B) {
 		}
 	}
 }
+
+// TestDepth: nesting counts objects and arrays, not brackets inside strings.
+func TestDepth(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		want int
+	}{{`1`, 0}, {`{}`, 1}, {`[{"a":[1,{"b":"]]]{{"}]}]`, 4}, {`{"a":"\"["}`, 1}, {`[[],[[]]]`, 3}} {
+		if got := Depth([]byte(tc.json)); got != tc.want {
+			t.Errorf("Depth(%s): got %d, want %d", tc.json, got, tc.want)
+		}
+	}
+}

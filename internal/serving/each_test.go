@@ -228,7 +228,7 @@ func FuzzSplitObject(f *testing.F) {
 	sc := newScratch()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		b = bytes.TrimSpace(b)
-		if jsonscan.Valid(b) != json.Valid(b) && (jsonscan.Valid(b) || depth(b) < jsonscan.MaxDepth) {
+		if jsonscan.Valid(b) != json.Valid(b) && (jsonscan.Valid(b) || jsonscan.Depth(b) < jsonscan.MaxDepth) {
 			t.Fatalf("%q: jsonscan.Valid says %v, json.Valid %v", b, jsonscan.Valid(b), json.Valid(b))
 		}
 		if !json.Valid(b) {
@@ -287,24 +287,6 @@ func BenchmarkPredictEach(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs)), "ns/record")
-}
-
-// depth is the deepest nesting of valid JSON b.
-func depth(b []byte) int {
-	d, deepest := 0, 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			end, _ := jsonscan.SkipString(b, i)
-			i = end - 1
-		case '{', '[':
-			d++
-			deepest = max(deepest, d)
-		case '}', ']':
-			d--
-		}
-	}
-	return deepest
 }
 
 // TestFastAndGeneralPathsAgree scores bodies whose member names need no decoding (read
